@@ -1,0 +1,95 @@
+"""The ``tinyemo`` command line: run flows, inspect stores."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import pipelines  # noqa: F401  (sets PREFECT_HOME etc. before Prefect is imported)
+from tinyemo_core.config import ConfigError, load_config
+
+app = typer.Typer(help="tinyemo: build, train and evaluate small emotion-aware vision-language models.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="flows.yaml to read")]
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="profile in flows.yaml")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override KEY=VALUE (repeatable)")]
+
+
+def _config(config: Path, profile: str, overrides: list[str] | None):
+    try:
+        return load_config(config, profile, overrides or [])
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(flow: Annotated[str, typer.Argument(help="build-dataset | extract-features | embed-labels | "
+                                                 "train-projector | evaluate")],
+        config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", overrides: SetOpt = None) -> None:
+    """Run one flow through Prefect (embedded server unless PREFECT_API_URL points at one)."""
+    from pipelines.registry import flows
+
+    known = flows()
+    if flow not in known:
+        console.print(f"[red]unknown flow {flow!r}[/red]; choose one of: {', '.join(known)}")
+        raise typer.Exit(2)
+    cfg = _config(config, profile, overrides)
+    console.print(f"[bold]tinyemo[/bold] {flow} · profile [cyan]{cfg.profile}[/cyan] · store {cfg.storage_root}")
+    start = time.perf_counter()
+    result = known[flow](config=str(cfg.config_path), profile=profile, overrides=overrides or [])
+    console.print(f"[green]{flow} finished in {time.perf_counter() - start:.1f} s[/green]")
+    _print_result(result)
+
+
+def _print_result(result: dict) -> None:
+    summary = result.get("summary") or {}
+    if summary.get("datasets"):
+        table = Table(title="Accuracy per dataset (own label set, exact match)")
+        for col in ("dataset", "role", "n", "accuracy"):
+            table.add_column(col)
+        for name, d in summary["datasets"].items():
+            table.add_row(name, str(d.get("role")), str(d.get("n")), f"{100 * d.get('accuracy', 0):.2f}%")
+        console.print(table)
+        for key in ("held_in_mean", "zero_shot_mean", "total"):
+            if summary.get(key) is not None:
+                console.print(f"{key}: {100 * summary[key]:.2f}%")
+    if result.get("report_dir"):
+        console.print(f"Report: [bold]{Path(result['report_dir']) / 'report.md'}[/bold]")
+    elif not summary:
+        console.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def validate(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", overrides: SetOpt = None) -> None:
+    """Validate flows.yaml and print the resolved profile."""
+    cfg = _config(config, profile, overrides)
+    console.print_json(cfg.model_dump_json(exclude={"flows"}))
+
+
+@app.command()
+def status(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo") -> None:
+    """List every store under the storage root and whether it is complete."""
+    from tinyemo_core.store.inventory import inventory
+
+    cfg = _config(config, profile, [])
+    entries = inventory(cfg.storage_root)
+    table = Table(title=f"Stores under {cfg.storage_root}")
+    for col in ("kind", "name", "complete", "rows", "size", "fingerprint"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e.kind, e.name, "[green]yes[/green]" if e.complete else "[red]no[/red]",
+                      "" if e.rows is None else str(e.rows), f"{e.size_bytes / 1e6:.2f} MB", (e.fingerprint or "")[:16])
+    console.print(table if entries else "no stores yet: run `tinyemo run build-dataset`")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,174 @@
+"""Stage orchestration shared by the flows: compute fingerprints, call cached tasks, publish artifacts.
+
+Every flow brings its inputs up to date the same way (each stage is cached by content, so an up-to-date stage
+costs a fingerprint and a cache lookup); flows differ only in where they stop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, unmapped
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.tasks import exponential_backoff
+
+from pipelines import tasks
+from tinyemo_core.config import RunConfig, load_config
+from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.stages import evaluate as evaluate_stage
+from tinyemo_core.stages import features, ingest, labels
+from tinyemo_core.stages import train as train_stage
+from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.labels import label_set_fingerprint, label_table_complete, label_table_path
+from tinyemo_core.store.manifests import manifest_complete, manifest_path
+
+
+def run_cached(task, complete: bool, **kwargs) -> Any:
+    """Call a cached task; when the store behind its key is missing, refresh the Prefect cache instead of trusting it."""
+    return task.with_options(refresh_cache=not complete)(**kwargs)
+
+
+def config_from(config: str, profile: str, overrides: list[str] | None) -> RunConfig:
+    cfg = load_config(config, profile, overrides or [])
+    get_run_logger().info("profile %s: encoder %s, backbone %s, datasets %s", cfg.profile, cfg.encoder_name,
+                          cfg.backbone_name, ", ".join(cfg.datasets))
+    return cfg
+
+
+def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
+    """Demo data (demo profile) then one manifest per dataset."""
+    if cfg.spec.demo_data is not None:
+        key = stable_hash("demo", cfg.spec.demo_data, str(cfg.storage_root))
+        marker = ingest.demo_data_root(cfg.storage_root) / ".complete"
+        run_cached(tasks.demo_data_task, marker.exists(), key=key, storage_root=cfg.storage_root,
+                   spec=cfg.spec.demo_data)
+    out = {}
+    for name, spec in cfg.datasets.items():
+        fp = ingest.ingest_fingerprint(name, spec)
+        done = manifest_complete(manifest_path(cfg.storage_root, name, fp))
+        out[name] = run_cached(tasks.ingest_task, done, key=fp, name=name, spec=spec, storage_root=cfg.storage_root,
+                               workers=cfg.spec.extraction.ingest_workers)
+    rows = [{"dataset": n, "rows": d["rows"], **{k: v for k, v in d.get("counts", {}).items()
+                                                 if isinstance(v, int | float)}, "new": d["computed"]}
+            for n, d in out.items()]
+    create_table_artifact(rows, key="ingest", description="Manifests: rows and quarantine counts per dataset")
+    return out
+
+
+def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, FeatureStore]:
+    """Extract features for images not stored yet, one mapped task per shard; commit each store's manifest."""
+    logger = get_run_logger()
+    enc_fp = features.encoder_fingerprint(cfg.encoder)
+    stores, plans = {}, []
+    for name, desc in manifests.items():
+        store = features.open_store(cfg.storage_root, cfg.encoder_name, name, enc_fp)
+        stores[name] = store
+        plans += [(name, p) for p in features.plan_shards(Path(desc["manifest"]), cfg.datasets[name].root, store,
+                                                           cfg.spec.extraction.shard_size)]
+    if not plans:
+        logger.info("features: every image already has a %s feature; nothing to extract", cfg.encoder_name)
+        return stores
+    total = sum(len(p.image_ids) for _, p in plans)
+    logger.info("features: %d images in %d shards to extract with %s", total, len(plans), cfg.encoder_name)
+    progress = create_progress_artifact(0.0, key="extract-progress", description="Feature extraction (images %)")
+    task = tasks.extract_shard_task.with_options(retries=cfg.spec.extraction.retries,
+                                                 retry_delay_seconds=exponential_backoff(backoff_factor=1))
+    futures = task.map(key=[p.name for _, p in plans], spec=unmapped(cfg.encoder),
+                       store=[stores[n] for n, _ in plans], plan=[p for _, p in plans])
+    owner = {id(f): plans[i] for i, f in enumerate(futures)}
+    done_rows, results, failures = 0, {}, []
+    for fut in as_completed(futures):
+        name, plan = owner[id(fut)]
+        try:
+            results.setdefault(name, []).append(fut.result())
+        except Exception as exc:  # noqa: BLE001 - one shard's failure must not lose the others
+            failures.append(f"{name}/{plan.name}: {type(exc).__name__}: {exc}")
+        done_rows += len(plan.image_ids)
+        update_progress_artifact(progress, 100.0 * done_rows / total)
+    for name, infos in results.items():
+        stores[name].commit(infos)
+    rows = [{"dataset": n, "shards": len(i), "images": sum(x["rows"] for x in i),
+             "failed": sum(x["failed"] for x in i),
+             "img_per_s": round(sum(x["rows"] for x in i) / max(sum(x["seconds"] for x in i), 1e-9), 1)}
+            for n, i in results.items()]
+    create_table_artifact(rows, key="extract-features", description=f"Extraction with {cfg.encoder_name}")
+    if failures:
+        raise RuntimeError("feature extraction failed for shard(s): " + "; ".join(failures)
+                           + " - rerun the flow to redo only these shards")
+    return stores
+
+
+def feature_hashes(stores: dict[str, FeatureStore]) -> dict[str, str]:
+    out = {}
+    for name, store in stores.items():
+        data = store.manifest()
+        if data is None:
+            raise RuntimeError(f"feature store for {name} is incomplete; run extract-features")
+        out[name] = data["content_hash"]
+    return out
+
+
+def ensure_labels(cfg: RunConfig, manifests: dict[str, dict]) -> dict:
+    pairs = labels.label_pairs(cfg.datasets, {n: d["manifest"] for n, d in manifests.items()})
+    bb_fp = labels.backbone_fingerprint(cfg.backbone)
+    done = label_table_complete(label_table_path(cfg.storage_root, cfg.backbone_name,
+                                                 label_set_fingerprint(bb_fp, pairs)))
+    desc = run_cached(tasks.embed_labels_task, done, key=bb_fp + stable_hash(pairs), spec=cfg.backbone,
+                      backbone_name=cfg.backbone_name, pairs=pairs, storage_root=cfg.storage_root)
+    create_table_artifact([{"backbone": cfg.backbone_name, "texts": len(pairs), "dim": desc.get("dim"),
+                            "index": str(desc.get("index", {}).get("type", "")), "new": desc["computed"]}],
+                          key="embed-labels", description="Label embeddings")
+    return desc
+
+
+def ensure_training(cfg: RunConfig, manifests: dict, stores: dict, label_desc: dict) -> dict:
+    held_in = {n: s for n, s in cfg.datasets.items() if cfg.roles[n] == "held_in"}
+    fp = train_stage.train_fingerprint(held_in, {n: manifests[n]["content_hash"] for n in held_in},
+                                       feature_hashes({n: stores[n] for n in held_in}), label_desc["fingerprint"],
+                                       cfg.spec.training)
+    out_dir = train_stage.run_dir(cfg.storage_root, cfg.encoder_name, cfg.backbone_name, fp)
+    done = (out_dir / "metrics.json").exists()
+    progress = None if done else create_progress_artifact(0.0, key="train-progress", description="Projector epochs")
+    epochs = cfg.spec.training.epochs
+
+    def on_epoch(m: dict) -> None:
+        if progress is not None:
+            update_progress_artifact(progress, 100.0 * m.get("epoch", 0) / epochs)
+
+    desc = run_cached(tasks.train_task, done, key=fp, held_in=held_in,
+                      manifests={n: manifests[n]["manifest"] for n in held_in},
+                      stores={n: stores[n] for n in held_in}, label_table=label_desc["table"],
+                      spec=cfg.spec.training, out_dir=out_dir, on_epoch=on_epoch)
+    create_table_artifact([{k: v for k, v in desc.items() if isinstance(v, int | float | str)}], key="train-projector",
+                          description="Projector training")
+    return desc
+
+
+def ensure_evaluation(cfg: RunConfig, manifests: dict, stores: dict, label_desc: dict, train_desc: dict) -> dict:
+    which = cfg.spec.evaluation.checkpoint
+    fp = evaluate_stage.eval_fingerprint(train_desc["run_dir"], which, label_desc["fingerprint"], cfg.datasets,
+                                         cfg.roles, {n: d["content_hash"] for n, d in manifests.items()},
+                                         feature_hashes(stores))
+    out_dir = Path(train_desc["run_dir"]) / f"eval-{fp[:12]}"
+    desc = run_cached(tasks.evaluate_task, (out_dir / "report.json").exists(), key=fp,
+                      run_dir=Path(train_desc["run_dir"]), which=which, datasets=cfg.datasets, roles=cfg.roles,
+                      manifests={n: d["manifest"] for n, d in manifests.items()}, stores=stores,
+                      label_table=label_desc["table"], out_dir=out_dir, tsne=cfg.spec.evaluation.tsne)
+    publish_report(desc)
+    return desc
+
+
+def publish_report(desc: dict) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    summary = desc.get("summary", {})
+    rows = [{"dataset": n, **{k: v for k, v in d.items() if isinstance(v, int | float | str)}}
+            for n, d in summary.get("datasets", {}).items()]
+    if rows:
+        create_table_artifact(rows, key="evaluation", description="Accuracy per dataset (own label set)")
+    report_md = Path(desc["report_dir"]) / "report.md"
+    if report_md.exists():
+        create_markdown_artifact(report_md.read_text(), key="evaluation-report",
+                                 description=f"Report: {report_md}")

@@ -1,0 +1,59 @@
+"""Prefect tasks: each is a few lines around one ``tinyemo_core.stages`` function.
+
+Tasks take and return small descriptors (paths, fingerprints, counts). Cache keys are the stages' content
+fingerprints (passed as ``key``), never Prefect's default run-scoped policy; the filesystem stays the source of
+truth (a flow refreshes the cache when the store behind a key is gone, see ``pipelines.common.run_cached``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+
+from tinyemo_core.stages import evaluate as evaluate_stage
+from tinyemo_core.stages import features, ingest, labels
+from tinyemo_core.stages import train as train_stage
+
+
+def by_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache key = task name + the content fingerprint the flow computed for this call."""
+    return f"{context.task.name}:{parameters['key']}"
+
+
+CACHED = {"cache_key_fn": by_key, "persist_result": True}
+
+
+@task(name="demo-data", **CACHED)
+def demo_data_task(key: str, storage_root: Path, spec) -> dict:
+    return ingest.make_demo_data(storage_root, spec)
+
+
+@task(name="ingest", retries=1, **CACHED)
+def ingest_task(key: str, name: str, spec, storage_root: Path, workers: int) -> dict:
+    return ingest.ingest(name, spec, storage_root, key, workers=workers, progress=False)
+
+
+@task(name="extract-shard", **CACHED)
+def extract_shard_task(key: str, spec, store, plan) -> dict:
+    return features.extract_shard(spec, store, plan)
+
+
+@task(name="embed-labels", **CACHED)
+def embed_labels_task(key: str, spec, backbone_name: str, pairs: list, storage_root: Path) -> dict:
+    return labels.embed_labels(spec, backbone_name, pairs, storage_root, key)
+
+
+@task(name="train-projector", **CACHED)
+def train_task(key: str, held_in, manifests, stores, label_table: str, spec, out_dir: Path, on_epoch=None) -> dict:
+    return train_stage.train(held_in, manifests, stores, label_table, spec, out_dir, progress=False,
+                             on_epoch=on_epoch)
+
+
+@task(name="evaluate", **CACHED)
+def evaluate_task(key: str, run_dir: Path, which: str, datasets, roles, manifests, stores, label_table: str,
+                  out_dir: Path, tsne: bool) -> dict:
+    return evaluate_stage.evaluate(run_dir, which, datasets, roles, manifests, stores, label_table, out_dir,
+                                   tsne=tsne)

@@ -1,0 +1,182 @@
+"""The typed model of flows.yaml. Everything is validated before any step runs; errors name the field's path.
+
+flows.yaml holds named registries (``encoders``, ``backbones``, ``datasets``) and ``profiles`` that pick from
+them. ``--set key=value`` overrides apply to the chosen profile (``training.epochs=3``, ``backbone=minilm``) or,
+for the registries and ``storage_root``, to the top level (``datasets.demo_emoroi.root=/data/x``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
+from tinyemo_core.generate.spec import GenerationSpec
+from tinyemo_core.projector.spec import TrainingSpec
+
+LAYOUTS = ("emoset", "webemo", "emotionroi", "emotion6", "fi", "artphoto", "abstract", "unbiasedemo", "emotic",
+           "imagefolder", "csv", "jsonl")
+TOP_LEVEL_KEYS = ("storage_root", "encoders", "backbones", "datasets", "deployments", "profiles")
+
+
+class ConfigError(ValueError):
+    """A flows.yaml problem; the message lists every offending field by its path."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(Strict):
+    layout: Literal[LAYOUTS]  # type: ignore[valid-type]
+    root: Path
+    taxonomy: str | None = None
+    template: str = "{label}"          # the paper used "a scene evoking {emotion} to viewers" for Abstract only
+    synonyms: bool = False             # Appendix C synonym augmentation (WEBEmo in the paper)
+    seed: int = 0                      # seeded, stratified split where none is published
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class ExtractionSpec(Strict):
+    shard_size: int = Field(10_000, gt=0)
+    retries: int = Field(2, ge=0)
+    ingest_workers: int = Field(4, gt=0)
+
+
+class EvaluationSpec(Strict):
+    checkpoint: Literal["best", "last"] = "best"
+    tsne: bool = True
+    confusion: bool = True
+
+
+class DemoDataSpec(Strict):
+    seed: int = 0
+    images_per_class: int = Field(10, gt=1)
+    image_size: int = Field(64, ge=16)
+
+
+class ProfileSpec(Strict):
+    description: str = ""
+    held_in: list[str] = Field(min_length=1)
+    zero_shot: list[str] = []
+    encoder: str
+    backbone: str
+    demo_data: DemoDataSpec | None = None   # generate the bundled demo datasets before ingesting
+    extraction: ExtractionSpec = ExtractionSpec()
+    training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    generation: GenerationSpec | None = None
+
+
+class FlowsFile(Strict):
+    storage_root: Path = Path("storage")
+    encoders: dict[str, VisionEncoderSpec]
+    backbones: dict[str, BackboneSpec]
+    datasets: dict[str, DatasetSpec]
+    deployments: dict[str, dict[str, Any]] = {}
+    profiles: dict[str, ProfileSpec]
+
+
+class RunConfig(Strict):
+    """One profile, resolved: absolute paths, named models and datasets looked up."""
+
+    config_path: Path
+    profile: str
+    storage_root: Path
+    encoder_name: str
+    encoder: VisionEncoderSpec
+    backbone_name: str
+    backbone: BackboneSpec
+    datasets: dict[str, DatasetSpec]
+    roles: dict[str, Literal["held_in", "zero_shot"]]
+    spec: ProfileSpec
+    flows: FlowsFile
+
+
+def _parse_value(raw: str) -> Any:
+    return yaml.safe_load(raw) if raw != "" else ""
+
+
+def apply_overrides(data: dict, profile: str, overrides: list[str]) -> dict:
+    """Apply ``key=value`` overrides (values parsed as YAML) to the profile or the top level."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=3")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if parts[0] not in TOP_LEVEL_KEYS:
+            parts = ["profiles", profile, *parts]
+        node = data
+        for p in parts[:-1]:
+            if not isinstance(node.setdefault(p, {}), dict):
+                raise ConfigError(f"--set {key}: {p} is not a mapping")
+            node = node[p]
+        node[parts[-1]] = _parse_value(raw)
+    return data
+
+
+def _format_errors(exc: ValidationError, prefix: tuple = ()) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in (*prefix, *err["loc"]))
+        lines.append(f"{path}: {err['msg']}")
+    return "invalid flows.yaml:\n  " + "\n  ".join(lines)
+
+
+def _resolve_path(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_flows(path: Path, overrides: list[str] | None = None, profile: str = "demo") -> FlowsFile:
+    """Read and validate flows.yaml (with overrides applied), without resolving a profile."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found; pass --config PATH")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    data = apply_overrides(data, profile, overrides or [])
+    try:
+        return FlowsFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+
+
+def load_config(path: Path | str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None) -> RunConfig:
+    """Validate flows.yaml and resolve one profile into a :class:`RunConfig`."""
+    path = Path(path).resolve()
+    flows = load_flows(path, overrides, profile)
+    if profile not in flows.profiles:
+        raise ConfigError(f"profiles.{profile}: no such profile (known: {', '.join(flows.profiles)})")
+    spec = flows.profiles[profile]
+    where = f"profiles.{profile}"
+    problems = []
+    if spec.encoder not in flows.encoders:
+        problems.append(f"{where}.encoder: unknown encoder {spec.encoder!r} (known: {', '.join(flows.encoders)})")
+    if spec.backbone not in flows.backbones:
+        problems.append(f"{where}.backbone: unknown backbone {spec.backbone!r} (known: {', '.join(flows.backbones)})")
+    roles: dict[str, Literal["held_in", "zero_shot"]] = {}
+    for role in ("held_in", "zero_shot"):
+        for i, name in enumerate(getattr(spec, role)):
+            if name not in flows.datasets:
+                problems.append(f"{where}.{role}.{i}: unknown dataset {name!r} (known: {', '.join(flows.datasets)})")
+            elif name in roles:
+                problems.append(f"{where}.{role}.{i}: dataset {name!r} listed twice")
+            roles[name] = role  # type: ignore[assignment]
+    if problems:
+        raise ConfigError("invalid flows.yaml:\n  " + "\n  ".join(problems))
+    base = path.parent
+    storage_root = _resolve_path(base, flows.storage_root)
+    datasets = {n: flows.datasets[n].model_copy(update={"root": _resolve_path(base, flows.datasets[n].root)})
+                for n in roles}
+    encoder = flows.encoders[spec.encoder]
+    if encoder.config_file:
+        encoder = encoder.model_copy(update={"config_file": str(_resolve_path(base, Path(encoder.config_file)))})
+    return RunConfig(config_path=path, profile=profile, storage_root=storage_root, encoder_name=spec.encoder,
+                     encoder=encoder, backbone_name=spec.backbone, backbone=flows.backbones[spec.backbone],
+                     datasets=datasets, roles=roles, spec=spec, flows=flows)

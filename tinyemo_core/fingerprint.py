@@ -1,0 +1,55 @@
+"""Content fingerprints: a hash of everything that determines a step's output (ARCHITECTURE.md, "Stores").
+
+Each step has a code version below; bump it when the step's output would change for the same inputs, so every
+store derived from it is recomputed instead of silently reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+CODE_VERSIONS: dict[str, str] = {
+    "ingest": "1",
+    "features": "1",
+    "labels": "1",
+    "train": "1",
+    "evaluate": "1",
+}
+
+
+def _canonical(obj: Any) -> Any:
+    """Turn pydantic models, paths and sets into plain JSON-able values with a stable order."""
+    if hasattr(obj, "model_dump"):
+        return _canonical(obj.model_dump(mode="json"))
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted(_canonical(v) for v in obj)
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    return obj
+
+
+def stable_hash(*parts: Any, length: int = 16) -> str:
+    """Hex digest of a canonical JSON encoding of ``parts`` (order of dict keys does not matter)."""
+    payload = json.dumps(_canonical(list(parts)), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+def step_fingerprint(step: str, *inputs: Any) -> str:
+    """Fingerprint of one pipeline step: its code version plus every input that shapes its output."""
+    return stable_hash(step, CODE_VERSIONS[step], *inputs)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Full sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,75 @@
+"""Join manifests, feature stores and the label table into arrays for training and evaluation.
+
+Joint multi-taxonomy training (REFERENCE_NOTES): ONE shared label-id space in which the same (word, template) is
+the same id across datasets, so batches mix taxonomies; each dataset keeps its own candidate set for scoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from tinyemo_core.config import DatasetSpec
+from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.labels import LabelTable
+from tinyemo_core.store.manifests import read_manifest
+
+
+@dataclass
+class DatasetSplit:
+    """One dataset's rows of one split: ids, features (possibly fp16 memory-mapped), labels, candidates."""
+
+    name: str
+    image_ids: list[str]
+    features: np.ndarray
+    labels: list[str]
+    candidates: list[str]
+
+
+def load_split(name: str, manifest: Path, store: FeatureStore, split: str | tuple[str, ...]) -> DatasetSplit:
+    """Rows of ``split`` that decoded and have features; candidates = the dataset's own label set (all splits)."""
+    table = read_manifest(manifest)
+    table = table.filter(pc.equal(table["status"], "ok"))
+    candidates = sorted(set(table["label"].to_pylist()))
+    splits = (split,) if isinstance(split, str) else split
+    table = table.filter(pc.is_in(table["split"], pc.cast(list(splits), "string")))
+    ids = table["image_id"].to_pylist()
+    _, feats = store.load(ids)
+    return DatasetSplit(name, ids, feats, table["label"].to_pylist(), candidates)
+
+
+def label_ids(table: LabelTable, words: list[str], template: str) -> np.ndarray:
+    index = table.index()
+    missing = sorted({w for w in words if (w, template) not in index})
+    if missing:
+        raise KeyError(f"labels {missing} with template {template!r} are not in the label table; rerun embed-labels")
+    return np.array([index[(w, template)] for w in words], dtype=np.int64)
+
+
+def joint_arrays(parts: list[DatasetSplit], specs: dict[str, DatasetSpec], table: LabelTable):
+    """Concatenate datasets into (features, label_ids, group_ids, group_candidates) in the shared id space."""
+    feats = np.concatenate([p.features for p in parts]) if parts else np.zeros((0, 0))
+    ids = np.concatenate([label_ids(table, p.labels, specs[p.name].template) for p in parts])
+    groups = np.concatenate([np.full(len(p.labels), g, dtype=np.int64) for g, p in enumerate(parts)])
+    candidates = [label_ids(table, p.candidates, specs[p.name].template) for p in parts]
+    return feats, ids, groups, candidates
+
+
+def synonym_map(table: LabelTable, specs: dict[str, DatasetSpec]) -> dict[int, list[int]]:
+    """Label id -> ids of its Appendix C synonyms (same template), for datasets with ``synonyms: true``."""
+    from tinyemo_core.data.taxonomy import SYNONYMS
+
+    index = table.index()
+    out: dict[int, list[int]] = {}
+    for spec in specs.values():
+        if not spec.synonyms:
+            continue
+        for word, syns in SYNONYMS.items():
+            if (word, spec.template) in index:
+                ids = [index[(s, spec.template)] for s in syns if (s, spec.template) in index]
+                if ids:
+                    out[index[(word, spec.template)]] = ids
+    return out

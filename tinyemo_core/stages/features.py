@@ -1,0 +1,71 @@
+"""Feature extraction stage: manifest -> sharded feature store, only for images not stored yet."""
+
+from __future__ import annotations
+
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+
+from tinyemo_core.encoders.specs import VisionEncoderSpec
+from tinyemo_core.store.features import FeatureStore, ShardPlan
+from tinyemo_core.store.manifests import read_manifest
+
+_LOCK = threading.Lock()
+
+
+def feature_store_root(storage_root: Path, encoder_name: str, dataset: str) -> Path:
+    return storage_root / "features" / encoder_name / dataset
+
+
+def encoder_fingerprint(spec: VisionEncoderSpec) -> str:
+    from tinyemo_core.encoders.vision import vision_fingerprint
+
+    return vision_fingerprint(spec)
+
+
+def open_store(storage_root: Path, encoder_name: str, dataset: str, fingerprint: str) -> FeatureStore:
+    return FeatureStore(feature_store_root(storage_root, encoder_name, dataset), fingerprint)
+
+
+def plan_shards(manifest: Path, dataset_root: Path, store: FeatureStore, shard_size: int) -> list[ShardPlan]:
+    """Shards covering the manifest's decodable images that the store does not hold yet."""
+    table = read_manifest(manifest)
+    table = table.filter(pc.equal(table["status"], "ok"))
+    items = [(i, str(dataset_root / p)) for i, p in zip(table["image_id"].to_pylist(), table["path"].to_pylist(),
+                                                         strict=True)]
+    return store.plan(items, shard_size)
+
+
+@lru_cache(maxsize=2)
+def _cached_encoder(spec_json: str):
+    from tinyemo_core.encoders.vision import load_vision_encoder
+
+    return load_vision_encoder(VisionEncoderSpec.model_validate_json(spec_json))
+
+
+def load_encoder(spec: VisionEncoderSpec):
+    """The encoder for ``spec``, loaded once per process (shards reuse it)."""
+    with _LOCK:
+        return _cached_encoder(spec.model_dump_json())
+
+
+def extract_shard(spec: VisionEncoderSpec, store: FeatureStore, plan: ShardPlan, *,
+                  progress: bool = False) -> dict[str, Any]:
+    """Encode one shard's images and write it; a shard already on disk (from a killed run) is reused."""
+    if store.shard_done(plan.name):
+        return {**store.shard_info(plan.name), "computed": False, "seconds": 0.0}
+    from tinyemo_core.data.images import load_rgb
+    from tinyemo_core.encoders.extract import encode_images
+
+    encoder = load_encoder(spec)
+    start = time.perf_counter()
+    result = encode_images(encoder, [Path(p) for p in plan.paths], batch_size=spec.batch_size,
+                           num_workers=spec.num_workers, progress=progress, load_image=load_rgb)
+    info = store.write_shard(plan.name, plan.image_ids, result.vectors, result.ok_index, result.errors,
+                             dtype=spec.store_dtype)
+    seconds = time.perf_counter() - start
+    return {**info, "computed": True, "seconds": seconds, "images_per_s": len(plan.image_ids) / max(seconds, 1e-9)}

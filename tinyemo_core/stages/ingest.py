@@ -1,0 +1,50 @@
+"""Ingest stage: dataset folder -> manifest Parquet (reused when the dataset's files did not change)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tinyemo_core.config import DatasetSpec, DemoDataSpec
+from tinyemo_core.store.manifests import manifest_complete, manifest_fingerprint, manifest_path, read_summary
+from tinyemo_core.store.manifests import write_manifest as _write
+
+
+def demo_data_root(storage_root: Path) -> Path:
+    return storage_root / "demo_data"
+
+
+def make_demo_data(storage_root: Path, spec: DemoDataSpec) -> dict[str, Any]:
+    """Generate (or find) the bundled demo datasets under ``storage/demo_data``."""
+    from tinyemo_core.data.demo import generate_demo
+
+    datasets = generate_demo(demo_data_root(storage_root), seed=spec.seed, images_per_class=spec.images_per_class,
+                             image_size=spec.image_size)
+    return {"root": str(demo_data_root(storage_root)), "datasets": sorted(datasets)}
+
+
+def ingest_settings(spec: DatasetSpec) -> dict[str, Any]:
+    """The settings that shape a manifest (the root's contents are hashed separately)."""
+    return spec.model_dump(mode="json", exclude={"root", "template", "synonyms"})
+
+
+def ingest_fingerprint(name: str, spec: DatasetSpec) -> str:
+    return manifest_fingerprint(name, ingest_settings(spec), spec.root)
+
+
+def ingest(name: str, spec: DatasetSpec, storage_root: Path, fingerprint: str, *, workers: int = 4,
+           progress: bool = True) -> dict[str, Any]:
+    """Build the manifest for one dataset unless a complete one with this fingerprint exists."""
+    path = manifest_path(storage_root, name, fingerprint)
+    if manifest_complete(path):
+        return {"dataset": name, "manifest": str(path), "fingerprint": fingerprint, "computed": False,
+                **read_summary(path)}
+    from tinyemo_core.data.ingest import build_manifest
+
+    split_file = storage_root / "splits" / f"{name}.json"
+    result = build_manifest(name, spec.layout, spec.root, taxonomy=spec.taxonomy, seed=spec.seed,
+                            split_file=split_file, workers=workers, progress=progress)
+    summary = {"dataset": name, "fingerprint": fingerprint, "root": str(spec.root), "layout": spec.layout,
+               "counts": result.counts}
+    summary = _write(path, result.table, summary)
+    return {"dataset": name, "manifest": str(path), "fingerprint": fingerprint, "computed": True, **summary}

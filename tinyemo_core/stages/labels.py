@@ -1,0 +1,76 @@
+"""Label-embedding stage: the label texts of a profile -> a label table (+ FAISS index) per backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+
+from tinyemo_core.config import DatasetSpec
+from tinyemo_core.encoders.specs import BackboneSpec
+from tinyemo_core.store.labels import (
+    LabelTable,
+    label_set_fingerprint,
+    label_table_complete,
+    label_table_path,
+    render,
+    write_label_table,
+)
+from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.manifests import read_manifest
+
+
+def dataset_labels(manifest: Path) -> list[str]:
+    """Sorted label words of a dataset's decodable rows (every word of multi-label rows)."""
+    table = read_manifest(manifest)
+    table = table.filter(pc.equal(table["status"], "ok"))
+    words = set(table["label"].to_pylist())
+    if "labels" in table.column_names:
+        for row in table["labels"].to_pylist():
+            words.update(row or [])
+    return sorted(w for w in words if w)
+
+
+def synonym_words(label: str) -> list[str]:
+    from tinyemo_core.data.taxonomy import SYNONYMS
+
+    return list(SYNONYMS.get(label, []))
+
+
+def label_pairs(datasets: dict[str, DatasetSpec], manifests: dict[str, str]) -> list[tuple[str, str]]:
+    """All (label word, template) pairs a profile needs: each dataset's labels, plus synonyms where enabled."""
+    pairs: set[tuple[str, str]] = set()
+    for name, spec in datasets.items():
+        for word in dataset_labels(Path(manifests[name])):
+            pairs.add((word, spec.template))
+            if spec.synonyms:
+                pairs.update((syn, spec.template) for syn in synonym_words(word))
+    return sorted(pairs)
+
+
+def backbone_fingerprint(spec: BackboneSpec) -> str:
+    from tinyemo_core.encoders.labels import backbone_fingerprint as fp
+
+    return fp(spec)
+
+
+def embed_labels(spec: BackboneSpec, backbone_name: str, pairs: list[tuple[str, str]], storage_root: Path,
+                 fingerprint: str) -> dict[str, Any]:
+    """Embed every (label, template) text with the backbone unless the table already exists."""
+    set_fp = label_set_fingerprint(fingerprint, pairs)
+    path = label_table_path(storage_root, backbone_name, set_fp)
+    if label_table_complete(path):
+        return {"table": str(path), "fingerprint": set_fp, "computed": False, **read_json(path.with_suffix(".json"))}
+    from tinyemo_core.encoders.labels import load_label_embedder
+    from tinyemo_core.index.faiss_index import build_index, save_index
+
+    embedder = load_label_embedder(spec, storage_root / "models")
+    texts = [render(tpl, word) for word, tpl in pairs]
+    vectors = embedder.embed(texts)
+    table = LabelTable([w for w, _ in pairs], [t for _, t in pairs], texts, vectors)
+    index, index_info = build_index(vectors)
+    save_index(index, path.with_suffix(".faiss"))
+    summary = write_label_table(path, table, {"backbone": backbone_name, "backbone_fingerprint": fingerprint,
+                                              "fingerprint": set_fp, "index": index_info})
+    return {"table": str(path), "fingerprint": set_fp, "computed": True, **summary}

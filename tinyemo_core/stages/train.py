@@ -1,0 +1,59 @@
+"""Projector training stage: cached features + label table -> ``runs/<run id>/`` (never touches an image)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tinyemo_core.config import DatasetSpec
+from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.projector.spec import TrainingSpec
+from tinyemo_core.stages.assemble import joint_arrays, load_split, synonym_map
+from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.labels import read_label_table
+
+
+def train_fingerprint(held_in: dict[str, DatasetSpec], manifest_hashes: dict[str, str], feature_hashes: dict[str, str],
+                      label_fingerprint: str, spec: TrainingSpec) -> str:
+    """Everything that determines the trained weights (device excluded: CPU and GPU runs share a cache key)."""
+    datasets = {n: {"template": s.template, "synonyms": s.synonyms, "manifest": manifest_hashes[n],
+                    "features": feature_hashes[n]} for n, s in held_in.items()}
+    return step_fingerprint("train", datasets, label_fingerprint, spec.model_dump(mode="json", exclude={"device"}))
+
+
+def run_dir(storage_root: Path, encoder_name: str, backbone_name: str, fingerprint: str) -> Path:
+    return storage_root / "runs" / f"{encoder_name}__{backbone_name}__{fingerprint[:12]}"
+
+
+def train(held_in: dict[str, DatasetSpec], manifests: dict[str, str], stores: dict[str, FeatureStore],
+          label_table: str, spec: TrainingSpec, out_dir: Path, *, progress: bool = True,
+          on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train on the train splits, choose the best epoch on the val splits (never the test split)."""
+    from tinyemo_core.projector.train import TrainData, train_projector
+
+    metrics_path = out_dir / "metrics.json"
+    done = read_json(metrics_path)
+    if done and done.get("done"):
+        return {"run_dir": str(out_dir), "computed": False, **_summary(done)}
+    table = read_label_table(Path(label_table))
+    names = list(held_in)
+    train_parts = [load_split(n, Path(manifests[n]), stores[n], "train") for n in names]
+    val_parts = [load_split(n, Path(manifests[n]), stores[n], "val") for n in names]
+    feats, ids, groups, cands = joint_arrays(train_parts, held_in, table)
+    train_data = TrainData(feats, ids, groups, cands)
+    val_data = None
+    if sum(len(p.labels) for p in val_parts):
+        vf, vi, vg, vc = joint_arrays(val_parts, held_in, table)
+        val_data = TrainData(vf, vi, vg, vc)
+    result = train_projector(train_data, val_data, table.vectors, spec, out_dir,
+                             synonyms=synonym_map(table, held_in) or None, progress=progress, on_epoch=on_epoch)
+    metrics = read_json(metrics_path) or {}
+    return {"run_dir": str(out_dir), "computed": True, "train_rows": len(ids), "result": str(result),
+            **_summary(metrics)}
+
+
+def _summary(metrics: dict) -> dict[str, Any]:
+    keep = ("best_epoch", "best_val_accuracy", "parameters", "samples_per_s", "epochs")
+    return {k: metrics[k] for k in keep if k in metrics}

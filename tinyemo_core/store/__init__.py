@@ -1,0 +1,1 @@
+"""On-disk stores: manifests, feature shards, label tables (the contract between stages)."""

@@ -1,0 +1,69 @@
+"""Label-embedding tables: ``labels/<backbone>/<label-set fingerprint>.parquet`` (+ ``.faiss`` + ``.json``).
+
+One row per (text, template) pair: ``label`` (the normalised word), ``template``, ``text`` (the string that was
+embedded) and ``vector`` (float32, L2-normalised). The JSON summary is written last and marks completion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.store.atomic import read_json, write_json, write_parquet
+from tinyemo_core.store.vectors import column_to_numpy, vector_array
+
+
+def render(template: str, label: str) -> str:
+    """Fill a label template ("{label}" or "a scene evoking {emotion} to viewers")."""
+    return template.replace("{emotion}", label).replace("{label}", label)
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    """Embedded label texts, in a fixed order, with a lookup from (label, template) to a row."""
+
+    labels: list[str]
+    templates: list[str]
+    texts: list[str]
+    vectors: np.ndarray
+
+    def index(self) -> dict[tuple[str, str], int]:
+        return {(lab, tpl): i for i, (lab, tpl) in enumerate(zip(self.labels, self.templates, strict=True))}
+
+
+def label_set_fingerprint(backbone_fingerprint: str, pairs: list[tuple[str, str]]) -> str:
+    return step_fingerprint("labels", backbone_fingerprint, sorted(set(pairs)))
+
+
+def label_table_path(store_root: Path, backbone: str, fingerprint: str) -> Path:
+    return store_root / "labels" / backbone / f"{fingerprint}.parquet"
+
+
+def label_table_complete(path: Path) -> bool:
+    return path.exists() and read_json(path.with_suffix(".json")) is not None
+
+
+def write_label_table(path: Path, table: LabelTable, summary: dict) -> dict:
+    arrow = pa.table({
+        "label": pa.array(table.labels, pa.string()),
+        "template": pa.array(table.templates, pa.string()),
+        "text": pa.array(table.texts, pa.string()),
+        "vector": vector_array(table.vectors.astype(np.float32), "float32"),
+    })
+    write_parquet(path, arrow)
+    summary = {**summary, "rows": len(table.labels), "dim": int(table.vectors.shape[1])}
+    write_json(path.with_suffix(".json"), summary)
+    return summary
+
+
+def read_label_table(path: Path) -> LabelTable:
+    if not label_table_complete(path):
+        raise FileNotFoundError(f"label table {path} is incomplete; run embed-labels")
+    t = pq.read_table(path)
+    return LabelTable(t["label"].to_pylist(), t["template"].to_pylist(), t["text"].to_pylist(),
+                      np.array(column_to_numpy(t["vector"]), dtype=np.float32))

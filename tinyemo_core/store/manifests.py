@@ -1,0 +1,74 @@
+"""Dataset manifests: ``manifests/<dataset>/<fingerprint>.parquet`` (+ ``.json`` summary, written last).
+
+The fingerprint is cheap to compute (no image is read): the ingest code version, the dataset's settings and the
+(path, size, mtime) listing of every file under the dataset root. An unchanged dataset therefore reuses its
+manifest without hashing a single image; a touched file makes a new manifest.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tinyemo_core.fingerprint import stable_hash, step_fingerprint
+from tinyemo_core.store.atomic import read_json, write_json, write_parquet
+
+
+def listing_hash(root: Path) -> str:
+    """Hash of the relative path, size and mtime of every file below ``root`` (sorted)."""
+    if not root.exists():
+        raise FileNotFoundError(f"dataset root {root} does not exist; check `root` in flows.yaml")
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            try:
+                st = full.stat()
+                entries.append((full.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+            except OSError as exc:  # unreadable entries still shape the manifest (they get quarantined)
+                entries.append((full.relative_to(root).as_posix(), -1, str(exc.errno)))
+    return stable_hash(entries, length=32)
+
+
+def manifest_fingerprint(dataset: str, settings: dict[str, Any], root: Path) -> str:
+    """Fingerprint of an ingest: dataset settings + file listing + ingest code version."""
+    return step_fingerprint("ingest", dataset, settings, listing_hash(root))
+
+
+def manifest_path(store_root: Path, dataset: str, fingerprint: str) -> Path:
+    return store_root / "manifests" / dataset / f"{fingerprint}.parquet"
+
+
+def manifest_complete(path: Path) -> bool:
+    """A manifest is complete when its summary JSON (written after the Parquet file) exists."""
+    return path.exists() and read_json(path.with_suffix(".json")) is not None
+
+
+def write_manifest(path: Path, table: pa.Table, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest table, then its summary (row counts, content hash) as the completion marker."""
+    write_parquet(path, table)
+    summary = {**summary, "rows": table.num_rows, "content_hash": content_hash(table)}
+    write_json(path.with_suffix(".json"), summary)
+    return summary
+
+
+def content_hash(table: pa.Table) -> str:
+    """Hash of the rows that matter downstream (image ids, splits, labels, status)."""
+    cols = [c for c in ("image_id", "path", "split", "label", "status") if c in table.column_names]
+    return stable_hash(table.select(cols).to_pydict(), length=32)
+
+
+def read_manifest(path: Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    data = read_json(path.with_suffix(".json"))
+    if data is None:
+        raise FileNotFoundError(f"manifest {path} is incomplete; rerun ingest")
+    return data

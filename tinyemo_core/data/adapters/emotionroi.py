@@ -1,0 +1,45 @@
+"""EmotionROI (Peng et al. 2016): ``images/<cls>/*`` + ``training_testing_split/{training,testing}.txt``.
+
+Split files list ``cls/file`` lines relative to ``images/``. The published split has no validation part,
+so val is carved from training (seeded, stratified; see splits.py). Images listed in neither file are
+dropped and counted; listed-but-missing files are kept, and ingest quarantines them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Adapter, AdapterResult, SampleRecord, iter_image_files, label_or_none, require
+
+SPLIT_LISTS = {"train": "training.txt", "test": "testing.txt"}
+
+
+def read_emotionroi(root: Path) -> AdapterResult:
+    images = require(root / "images", "an images/<class>/ folder", "emotionroi")
+    split_dir = require(root / "training_testing_split", "training_testing_split/", "emotionroi")
+    result = AdapterResult([], root)
+    listed: set[str] = set()
+    for split, name in SPLIT_LISTS.items():
+        lines = require(split_dir / name, name, "emotionroi").read_text(encoding="utf-8").splitlines()
+        for line in lines:
+            entry = line.strip().replace("\\", "/")
+            if not entry:
+                continue
+            if entry in listed:
+                result.drop("listed twice in split files")
+                continue
+            listed.add(entry)
+            label = label_or_none(entry.split("/")[0]) if "/" in entry else None
+            if label is None:
+                result.drop("split line without class folder")
+                continue
+            result.records.append(SampleRecord(f"images/{entry}", split, [label]))
+    for image in iter_image_files(images):
+        if image.relative_to(images).as_posix() not in listed:
+            result.drop("not in official split")
+    return result
+
+
+ADAPTER = Adapter(
+    "emotionroi", "ekman6", read_emotionroi, "EmotionROI: images/<cls>/* + training_testing_split/*.txt"
+)

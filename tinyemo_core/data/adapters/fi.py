@@ -1,0 +1,18 @@
+"""FI / Flickr-Instagram (You et al. 2016): ``<root>/<cls>/*.jpg``, no official split (seeded stratified
+split here; the reference's random 80/20 split is unseeded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Adapter, AdapterResult
+from .class_folders import read_class_folders
+
+
+def read_fi(root: Path) -> AdapterResult:
+    result = AdapterResult([], root)
+    read_class_folders(root, root, result, split=None)
+    return result
+
+
+ADAPTER = Adapter("fi", "mikels8", read_fi, "FI: <cls>/*, no split")

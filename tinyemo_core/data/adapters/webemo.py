@@ -1,0 +1,29 @@
+"""WEBEmo (Panda et al. 2018): ``<root>/{train,validation,test}/<class>/*.jpg``.
+
+Folder names are normalised (``cheerfullness`` -> ``cheerfulness``, ``irritabilty`` -> ``irritability``);
+the reference code embeds the misspellings as-is. Without a validation folder, val is carved from train.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Adapter, AdapterResult, DatasetLayoutError, normalise_split
+from .class_folders import read_class_folders
+
+
+def read_webemo(root: Path) -> AdapterResult:
+    result = AdapterResult([], root)
+    split_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not split_dirs:
+        raise DatasetLayoutError(f"webemo: expected train/, validation/ and test/ folders in {root}")
+    for d in split_dirs:
+        try:
+            split = normalise_split(d.name)
+        except DatasetLayoutError as exc:
+            raise DatasetLayoutError(f"webemo: {d} is not a split folder ({exc})") from exc
+        read_class_folders(root, d, result, split=split)
+    return result
+
+
+ADAPTER = Adapter("webemo", "parrott25", read_webemo, "WEBEmo: {train,validation,test}/<class>/*")

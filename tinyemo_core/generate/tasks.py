@@ -1,0 +1,188 @@
+"""Plan generation requests from a manifest: TinyEmo pre-training chains and EmoVIT chains.
+
+A *chain* is the requests for one (image, task); later steps depend on earlier answers (the visual answer
+request includes the generated question), so a chain's steps run in order while chains run concurrently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import prompts as P
+from .backends.base import ChatRequest, Sampling, Turn
+from .spec import GenerationSpec
+
+FILL = "{answer}"  # placeholder in a step's turns, replaced by the answer of step ``fill_from``
+MANIFEST_COLUMNS = ("image_id", "path", "split", "label", "dataset", "status")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One usable image of the manifest (``status == "ok"``)."""
+
+    image_id: str
+    path: str
+    label: str
+    dataset: str
+    split: str
+    attributes: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    turns: tuple[Turn, ...]
+    with_image: bool = True
+    fill_from: int | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    task: str
+    row: ManifestRow
+    steps: tuple[Step, ...]
+
+
+def load_manifest(
+    paths: Sequence[str | Path], spec: GenerationSpec, image_root: str | Path | None = None
+) -> list[ManifestRow]:
+    """Rows with status "ok" of the requested datasets and splits, sorted by (dataset, image_id), unique."""
+    rows: dict[tuple[str, str], ManifestRow] = {}
+    for path in paths:
+        table = pq.read_table(path)
+        missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ValueError(f"manifest {path} lacks columns {missing}; expected the ingest manifest layout")
+        table = table.filter(pc.equal(table["status"], "ok"))
+        for r in table.to_pylist():
+            if (spec.datasets and r["dataset"] not in spec.datasets) or r["split"] not in spec.splits:
+                continue
+            label = r.get("label") or (r.get("labels") or [None])[0]
+            if label is None:
+                raise ValueError(
+                    f"manifest {path}: image {r['image_id']} has no label (needed by the prompts)"
+                )
+            img = Path(r["path"])
+            if not img.is_absolute() and image_root is not None:
+                img = Path(image_root) / img
+            attrs = r.get("attributes") or {}
+            attrs = json.loads(attrs) if isinstance(attrs, str) else dict(attrs)
+            rows[(r["dataset"], r["image_id"])] = ManifestRow(
+                r["image_id"], str(img), str(label), r["dataset"], r["split"], attrs
+            )
+    ordered = [rows[k] for k in sorted(rows)]
+    return ordered[: spec.max_images] if spec.max_images else ordered
+
+
+def label_lists(rows: Sequence[ManifestRow], spec: GenerationSpec) -> dict[str, list[str]]:
+    """Per dataset the label list for EmoReason's ``Labels: [...]``: ``spec.label_sets`` or labels seen."""
+    seen: dict[str, set[str]] = {}
+    for r in rows:
+        seen.setdefault(r.dataset, set()).add(r.label)
+    return {d: list(spec.label_sets.get(d) or sorted(labels)) for d, labels in seen.items()}
+
+
+def _user(text: str) -> Turn:
+    return Turn(role="user", text=text)
+
+
+def tinyemo_chains(row: ManifestRow) -> list[Chain]:
+    """TinyEmo §III-A / Appendix A-A: caption; visual Q then A; sentiment Q then A (given the label)."""
+    vq, sq = (
+        P.strip_image_tag(P.VISUAL_QUESTION_PROMPT),
+        P.with_label(P.strip_image_tag(P.SENTIMENT_QUESTION_PROMPT), row.label),
+    )
+    sa = P.with_label(P.SENTIMENT_ANSWER_PROMPT, row.label)
+    asked = Turn(role="assistant", text=FILL)
+    return [
+        Chain("caption", row, (Step("caption", (_user(P.strip_image_tag(P.CAPTION_PROMPT)),)),)),
+        Chain(
+            "visual",
+            row,
+            (
+                Step("visual_question", (_user(vq),)),
+                Step("visual_answer", (_user(vq), asked, _user(P.VISUAL_ANSWER_PROMPT)), fill_from=0),
+            ),
+        ),
+        Chain(
+            "sentiment",
+            row,
+            (
+                Step("sentiment_question", (_user(sq),)),
+                Step("sentiment_answer", (_user(sq), asked, _user(sa)), fill_from=0),
+            ),
+        ),
+    ]
+
+
+def emovit_chain(row: ManifestRow) -> Chain:
+    """EmoVIT §3.2: caption the image, then text-only Conversation + Reasoning requests.
+
+    (EmoVIT captioned with BLIP-2 and generated with GPT-4; here one generator does both.) Categorical
+    records need no request; :mod:`export` builds them from the label.
+    """
+    attrs = {"emotion": row.label, **row.attributes}
+    context = P.emovit_context(FILL, attrs)
+    system = Turn(role="system", text=P.EMOVIT_SYSTEM_PROMPT)
+    return Chain(
+        "emovit",
+        row,
+        (
+            Step("caption", (_user(P.strip_image_tag(P.CAPTION_PROMPT)),)),
+            Step(
+                "emovit_conversation",
+                (system, _user(f"{context}\n\n{P.EMOVIT_CONVERSATION_PROMPT}")),
+                with_image=False,
+                fill_from=0,
+            ),
+            Step(
+                "emovit_reasoning",
+                (system, _user(f"{context}\n\n{P.EMOVIT_REASONING_PROMPT}")),
+                with_image=False,
+                fill_from=0,
+            ),
+        ),
+    )
+
+
+def plan(rows: Sequence[ManifestRow], spec: GenerationSpec) -> list[Chain]:
+    """All chains for ``rows``; TinyEmo: per image three tasks, seeded shuffled order (§III-A)."""
+    rng = random.Random(spec.seed)
+    chains: list[Chain] = []
+    for row in rows:
+        if spec.mode == "emovit":
+            chains.append(emovit_chain(row))
+            continue
+        per_image = tinyemo_chains(row)
+        rng.shuffle(per_image)
+        chains.extend(per_image)
+    return chains
+
+
+def request_seed(base: int, image_id: str, task: str, step: int) -> int:
+    """A per-request sampling seed derived from the run seed (reproducible, different per request)."""
+    return int(hashlib.sha256(f"{base}:{image_id}:{task}:{step}".encode()).hexdigest()[:8], 16)
+
+
+def render(chain: Chain, index: int, answers: Sequence[str], spec: GenerationSpec) -> ChatRequest:
+    """The concrete request of step ``index`` given the answers of the earlier steps."""
+    step = chain.steps[index]
+    turns = step.turns
+    if step.fill_from is not None:
+        turns = tuple(Turn(role=t.role, text=t.text.replace(FILL, answers[step.fill_from])) for t in turns)
+    sampling = Sampling(
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        max_tokens=spec.max_tokens,
+        seed=request_seed(spec.seed, chain.row.image_id, chain.task, index),
+    )
+    return ChatRequest(turns=turns, image_path=chain.row.path if step.with_image else None, sampling=sampling)

@@ -15,7 +15,9 @@ from pipelines.common import (
 
 
 @flow(name="build-dataset", log_prints=True)
-def build_dataset(config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None) -> dict:
+def build_dataset(
+    config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None
+) -> dict:
     """Run the whole TinyEmo classification pipeline; every stage is cached by content fingerprint."""
     cfg = config_from(config, profile, overrides)
     manifests = ensure_manifests(cfg)
@@ -23,6 +25,10 @@ def build_dataset(config: str = "flows.yaml", profile: str = "demo", overrides: 
     label_desc = ensure_labels(cfg, manifests)
     train_desc = ensure_training(cfg, manifests, stores, label_desc)
     eval_desc = ensure_evaluation(cfg, manifests, stores, label_desc, train_desc)
-    return {"manifests": {n: d["manifest"] for n, d in manifests.items()}, "labels": label_desc["table"],
-            "run_dir": train_desc["run_dir"], "report_dir": eval_desc["report_dir"],
-            "summary": eval_desc.get("summary", {})}
+    return {
+        "manifests": {n: d["manifest"] for n, d in manifests.items()},
+        "labels": label_desc["table"],
+        "run_dir": train_desc["run_dir"],
+        "report_dir": eval_desc["report_dir"],
+        "summary": eval_desc.get("summary", {}),
+    }

@@ -14,8 +14,11 @@ from rich.table import Table
 import pipelines  # noqa: F401  (sets PREFECT_HOME etc. before Prefect is imported)
 from tinyemo_core.config import ConfigError, load_config
 
-app = typer.Typer(help="tinyemo: build, train and evaluate small emotion-aware vision-language models.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="tinyemo: build, train and evaluate small emotion-aware vision-language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="flows.yaml to read")]
@@ -32,9 +35,15 @@ def _config(config: Path, profile: str, overrides: list[str] | None):
 
 
 @app.command()
-def run(flow: Annotated[str, typer.Argument(help="build-dataset | extract-features | embed-labels | "
-                                                 "train-projector | evaluate")],
-        config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", overrides: SetOpt = None) -> None:
+def run(
+    flow: Annotated[
+        str,
+        typer.Argument(help="build-dataset | extract-features | embed-labels | train-projector | evaluate"),
+    ],
+    config: ConfigOpt = Path("flows.yaml"),
+    profile: ProfileOpt = "demo",
+    overrides: SetOpt = None,
+) -> None:
     """Run one flow through Prefect (embedded server unless PREFECT_API_URL points at one)."""
     from pipelines.registry import flows
 
@@ -43,7 +52,9 @@ def run(flow: Annotated[str, typer.Argument(help="build-dataset | extract-featur
         console.print(f"[red]unknown flow {flow!r}[/red]; choose one of: {', '.join(known)}")
         raise typer.Exit(2)
     cfg = _config(config, profile, overrides)
-    console.print(f"[bold]tinyemo[/bold] {flow} · profile [cyan]{cfg.profile}[/cyan] · store {cfg.storage_root}")
+    console.print(
+        f"[bold]tinyemo[/bold] {flow} · profile [cyan]{cfg.profile}[/cyan] · store {cfg.storage_root}"
+    )
     start = time.perf_counter()
     result = known[flow](config=str(cfg.config_path), profile=profile, overrides=overrides or [])
     console.print(f"[green]{flow} finished in {time.perf_counter() - start:.1f} s[/green]")
@@ -69,7 +80,9 @@ def _print_result(result: dict) -> None:
 
 
 @app.command()
-def validate(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", overrides: SetOpt = None) -> None:
+def validate(
+    config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", overrides: SetOpt = None
+) -> None:
     """Validate flows.yaml and print the resolved profile."""
     cfg = _config(config, profile, overrides)
     console.print_json(cfg.model_dump_json(exclude={"flows"}))
@@ -86,8 +99,14 @@ def status(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo")
     for col in ("kind", "name", "complete", "rows", "size", "fingerprint"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e.kind, e.name, "[green]yes[/green]" if e.complete else "[red]no[/red]",
-                      "" if e.rows is None else str(e.rows), f"{e.size_bytes / 1e6:.2f} MB", (e.fingerprint or "")[:16])
+        table.add_row(
+            e.kind,
+            e.name,
+            "[green]yes[/green]" if e.complete else "[red]no[/red]",
+            "" if e.rows is None else str(e.rows),
+            f"{e.size_bytes / 1e6:.2f} MB",
+            (e.fingerprint or "")[:16],
+        )
     console.print(table if entries else "no stores yet: run `tinyemo run build-dataset`")
 
 

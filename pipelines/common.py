@@ -24,16 +24,29 @@ from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import label_set_fingerprint, label_table_complete, label_table_path
 from tinyemo_core.store.manifests import manifest_complete, manifest_path
 
+GPU_TAG = "tinyemo-gpu"
+
 
 def run_cached(task, complete: bool, **kwargs) -> Any:
-    """Call a cached task; when the store behind its key is missing, refresh the Prefect cache instead of trusting it."""
+    """Call a cached task; when the store behind its key is missing, refresh the Prefect cache instead of
+    trusting it."""
     return task.with_options(refresh_cache=not complete)(**kwargs)
+
+
+def scoped(cfg: RunConfig, fingerprint: str) -> str:
+    """A cache key: the content fingerprint scoped to this store root (a descriptor names files in it)."""
+    return stable_hash(str(cfg.storage_root), fingerprint, length=24)
 
 
 def config_from(config: str, profile: str, overrides: list[str] | None) -> RunConfig:
     cfg = load_config(config, profile, overrides or [])
-    get_run_logger().info("profile %s: encoder %s, backbone %s, datasets %s", cfg.profile, cfg.encoder_name,
-                          cfg.backbone_name, ", ".join(cfg.datasets))
+    get_run_logger().info(
+        "profile %s: encoder %s, backbone %s, datasets %s",
+        cfg.profile,
+        cfg.encoder_name,
+        cfg.backbone_name,
+        ", ".join(cfg.datasets),
+    )
     return cfg
 
 
@@ -42,18 +55,49 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
     if cfg.spec.demo_data is not None:
         key = stable_hash("demo", cfg.spec.demo_data, str(cfg.storage_root))
         marker = ingest.demo_data_root(cfg.storage_root) / ".complete"
-        run_cached(tasks.demo_data_task, marker.exists(), key=key, storage_root=cfg.storage_root,
-                   spec=cfg.spec.demo_data)
+        run_cached(
+            tasks.demo_data_task,
+            marker.exists(),
+            key=key,
+            storage_root=cfg.storage_root,
+            spec=cfg.spec.demo_data,
+        )
     out = {}
     for name, spec in cfg.datasets.items():
         fp = ingest.ingest_fingerprint(name, spec)
         done = manifest_complete(manifest_path(cfg.storage_root, name, fp))
-        out[name] = run_cached(tasks.ingest_task, done, key=fp, name=name, spec=spec, storage_root=cfg.storage_root,
-                               workers=cfg.spec.extraction.ingest_workers)
-    rows = [{"dataset": n, "rows": d["rows"], **{k: v for k, v in d.get("counts", {}).items()
-                                                 if isinstance(v, int | float)}, "new": d["computed"]}
-            for n, d in out.items()]
+        out[name] = run_cached(
+            tasks.ingest_task,
+            done,
+            key=scoped(cfg, fp),
+            fingerprint=fp,
+            name=name,
+            spec=spec,
+            storage_root=cfg.storage_root,
+            workers=cfg.spec.extraction.ingest_workers,
+        )
+    rows = [
+        {
+            "dataset": n,
+            "rows": d["rows"],
+            "ok": d["counts"]["ok"],
+            "quarantined": sum(d["counts"]["quarantined"].values()),
+            "duplicates": d["counts"]["duplicates"],
+            "new": d["computed"],
+        }
+        for n, d in out.items()
+    ]
     create_table_artifact(rows, key="ingest", description="Manifests: rows and quarantine counts per dataset")
+    bad = [
+        {"dataset": n, "reason": q["reason"], "count": q["count"], "examples": ", ".join(q["examples"])}
+        for n, d in out.items()
+        for q in d.get("quarantine", [])
+    ]
+    if bad:
+        get_run_logger().warning(
+            "quarantined images: %s", "; ".join(f"{q['dataset']}: {q['count']} x {q['reason']}" for q in bad)
+        )
+        create_table_artifact(bad, key="quarantine", description="Quarantined images by reason")
     return out
 
 
@@ -65,20 +109,40 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
     for name, desc in manifests.items():
         store = features.open_store(cfg.storage_root, cfg.encoder_name, name, enc_fp)
         stores[name] = store
-        plans += [(name, p) for p in features.plan_shards(Path(desc["manifest"]), cfg.datasets[name].root, store,
-                                                           cfg.spec.extraction.shard_size)]
+        plans += [
+            (name, p)
+            for p in features.plan_shards(
+                Path(desc["manifest"]), cfg.datasets[name].root, store, cfg.spec.extraction.shard_size
+            )
+        ]
     if not plans:
         logger.info("features: every image already has a %s feature; nothing to extract", cfg.encoder_name)
         return stores
     total = sum(len(p.image_ids) for _, p in plans)
     logger.info("features: %d images in %d shards to extract with %s", total, len(plans), cfg.encoder_name)
-    progress = create_progress_artifact(0.0, key="extract-progress", description="Feature extraction (images %)")
-    task = tasks.extract_shard_task.with_options(retries=cfg.spec.extraction.retries,
-                                                 retry_delay_seconds=exponential_backoff(backoff_factor=1))
-    futures = task.map(key=[p.name for _, p in plans], spec=unmapped(cfg.encoder),
-                       store=[stores[n] for n, _ in plans], plan=[p for _, p in plans])
+    results: dict[str, list[dict]] = {}
+    adopted = [(n, p) for n, p in plans if stores[n].shard_done(p.name)]  # written by a killed run
+    for name, plan in adopted:
+        results.setdefault(name, []).append({**stores[name].shard_info(plan.name), "seconds": 0.0})
+    plans = [(n, p) for n, p in plans if not stores[n].shard_done(p.name)]
+    progress = create_progress_artifact(
+        0.0, key="extract-progress", description="Feature extraction (images %)"
+    )
+    # a shard file that is missing cannot have a valid cached result: always refresh
+    task = tasks.extract_shard_task.with_options(
+        retries=cfg.spec.extraction.retries,
+        refresh_cache=True,
+        retry_delay_seconds=exponential_backoff(backoff_factor=1),
+        tags=gpu_tags(cfg),
+    )
+    futures = task.map(
+        key=[scoped(cfg, p.name) for _, p in plans],
+        spec=unmapped(cfg.encoder),
+        store=[stores[n] for n, _ in plans],
+        plan=[p for _, p in plans],
+    )
     owner = {id(f): plans[i] for i, f in enumerate(futures)}
-    done_rows, results, failures = 0, {}, []
+    done_rows, failures = total - sum(len(p.image_ids) for _, p in plans), []
     for fut in as_completed(futures):
         name, plan = owner[id(fut)]
         try:
@@ -89,15 +153,31 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
         update_progress_artifact(progress, 100.0 * done_rows / total)
     for name, infos in results.items():
         stores[name].commit(infos)
-    rows = [{"dataset": n, "shards": len(i), "images": sum(x["rows"] for x in i),
-             "failed": sum(x["failed"] for x in i),
-             "img_per_s": round(sum(x["rows"] for x in i) / max(sum(x["seconds"] for x in i), 1e-9), 1)}
-            for n, i in results.items()]
+    rows = [
+        {
+            "dataset": n,
+            "shards": len(i),
+            "images": sum(x["rows"] for x in i),
+            "failed": sum(x["failed"] for x in i),
+            "img_per_s": round(sum(x["rows"] for x in i) / max(sum(x["seconds"] for x in i), 1e-9), 1),
+        }
+        for n, i in results.items()
+    ]
     create_table_artifact(rows, key="extract-features", description=f"Extraction with {cfg.encoder_name}")
     if failures:
-        raise RuntimeError("feature extraction failed for shard(s): " + "; ".join(failures)
-                           + " - rerun the flow to redo only these shards")
+        raise RuntimeError(
+            "feature extraction failed for shard(s): "
+            + "; ".join(failures)
+            + " - rerun the flow to redo only these shards"
+        )
     return stores
+
+
+def gpu_tags(cfg: RunConfig) -> set[str]:
+    """Tasks that run the vision encoder on a GPU carry the tag gated by the GPU concurrency limit."""
+    from tinyemo_core.encoders.vision import resolve_device
+
+    return {GPU_TAG} if resolve_device(cfg.encoder.device).startswith("cuda") else set()
 
 
 def feature_hashes(stores: dict[str, FeatureStore]) -> dict[str, str]:
@@ -113,49 +193,103 @@ def feature_hashes(stores: dict[str, FeatureStore]) -> dict[str, str]:
 def ensure_labels(cfg: RunConfig, manifests: dict[str, dict]) -> dict:
     pairs = labels.label_pairs(cfg.datasets, {n: d["manifest"] for n, d in manifests.items()})
     bb_fp = labels.backbone_fingerprint(cfg.backbone)
-    done = label_table_complete(label_table_path(cfg.storage_root, cfg.backbone_name,
-                                                 label_set_fingerprint(bb_fp, pairs)))
-    desc = run_cached(tasks.embed_labels_task, done, key=bb_fp + stable_hash(pairs), spec=cfg.backbone,
-                      backbone_name=cfg.backbone_name, pairs=pairs, storage_root=cfg.storage_root)
-    create_table_artifact([{"backbone": cfg.backbone_name, "texts": len(pairs), "dim": desc.get("dim"),
-                            "index": str(desc.get("index", {}).get("type", "")), "new": desc["computed"]}],
-                          key="embed-labels", description="Label embeddings")
+    done = label_table_complete(
+        label_table_path(cfg.storage_root, cfg.backbone_name, label_set_fingerprint(bb_fp, pairs))
+    )
+    desc = run_cached(
+        tasks.embed_labels_task,
+        done,
+        key=scoped(cfg, bb_fp + stable_hash(pairs)),
+        fingerprint=bb_fp,
+        spec=cfg.backbone,
+        backbone_name=cfg.backbone_name,
+        pairs=pairs,
+        storage_root=cfg.storage_root,
+    )
+    create_table_artifact(
+        [
+            {
+                "backbone": cfg.backbone_name,
+                "texts": len(pairs),
+                "dim": desc.get("dim"),
+                "index": str(desc.get("index", {}).get("type", "")),
+                "new": desc["computed"],
+            }
+        ],
+        key="embed-labels",
+        description="Label embeddings",
+    )
     return desc
 
 
 def ensure_training(cfg: RunConfig, manifests: dict, stores: dict, label_desc: dict) -> dict:
     held_in = {n: s for n, s in cfg.datasets.items() if cfg.roles[n] == "held_in"}
-    fp = train_stage.train_fingerprint(held_in, {n: manifests[n]["content_hash"] for n in held_in},
-                                       feature_hashes({n: stores[n] for n in held_in}), label_desc["fingerprint"],
-                                       cfg.spec.training)
+    fp = train_stage.train_fingerprint(
+        held_in,
+        {n: manifests[n]["content_hash"] for n in held_in},
+        feature_hashes({n: stores[n] for n in held_in}),
+        label_desc["fingerprint"],
+        cfg.spec.training,
+    )
     out_dir = train_stage.run_dir(cfg.storage_root, cfg.encoder_name, cfg.backbone_name, fp)
     done = (out_dir / "metrics.json").exists()
-    progress = None if done else create_progress_artifact(0.0, key="train-progress", description="Projector epochs")
+    progress = (
+        None if done else create_progress_artifact(0.0, key="train-progress", description="Projector epochs")
+    )
     epochs = cfg.spec.training.epochs
 
     def on_epoch(m: dict) -> None:
         if progress is not None:
             update_progress_artifact(progress, 100.0 * m.get("epoch", 0) / epochs)
 
-    desc = run_cached(tasks.train_task, done, key=fp, held_in=held_in,
-                      manifests={n: manifests[n]["manifest"] for n in held_in},
-                      stores={n: stores[n] for n in held_in}, label_table=label_desc["table"],
-                      spec=cfg.spec.training, out_dir=out_dir, on_epoch=on_epoch)
-    create_table_artifact([{k: v for k, v in desc.items() if isinstance(v, int | float | str)}], key="train-projector",
-                          description="Projector training")
+    desc = run_cached(
+        tasks.train_task,
+        done,
+        key=scoped(cfg, fp),
+        held_in=held_in,
+        manifests={n: manifests[n]["manifest"] for n in held_in},
+        stores={n: stores[n] for n in held_in},
+        label_table=label_desc["table"],
+        spec=cfg.spec.training,
+        out_dir=out_dir,
+        on_epoch=on_epoch,
+    )
+    create_table_artifact(
+        [{k: v for k, v in desc.items() if isinstance(v, int | float | str)}],
+        key="train-projector",
+        description="Projector training",
+    )
     return desc
 
 
-def ensure_evaluation(cfg: RunConfig, manifests: dict, stores: dict, label_desc: dict, train_desc: dict) -> dict:
+def ensure_evaluation(
+    cfg: RunConfig, manifests: dict, stores: dict, label_desc: dict, train_desc: dict
+) -> dict:
     which = cfg.spec.evaluation.checkpoint
-    fp = evaluate_stage.eval_fingerprint(train_desc["run_dir"], which, label_desc["fingerprint"], cfg.datasets,
-                                         cfg.roles, {n: d["content_hash"] for n, d in manifests.items()},
-                                         feature_hashes(stores))
+    fp = evaluate_stage.eval_fingerprint(
+        train_desc["run_dir"],
+        which,
+        label_desc["fingerprint"],
+        cfg.datasets,
+        cfg.roles,
+        {n: d["content_hash"] for n, d in manifests.items()},
+        feature_hashes(stores),
+    )
     out_dir = Path(train_desc["run_dir"]) / f"eval-{fp[:12]}"
-    desc = run_cached(tasks.evaluate_task, (out_dir / "report.json").exists(), key=fp,
-                      run_dir=Path(train_desc["run_dir"]), which=which, datasets=cfg.datasets, roles=cfg.roles,
-                      manifests={n: d["manifest"] for n, d in manifests.items()}, stores=stores,
-                      label_table=label_desc["table"], out_dir=out_dir, tsne=cfg.spec.evaluation.tsne)
+    desc = run_cached(
+        tasks.evaluate_task,
+        (out_dir / "report.json").exists(),
+        key=scoped(cfg, fp),
+        run_dir=Path(train_desc["run_dir"]),
+        which=which,
+        datasets=cfg.datasets,
+        roles=cfg.roles,
+        manifests={n: d["manifest"] for n, d in manifests.items()},
+        stores=stores,
+        label_table=label_desc["table"],
+        out_dir=out_dir,
+        tsne=cfg.spec.evaluation.tsne,
+    )
     publish_report(desc)
     return desc
 
@@ -164,11 +298,14 @@ def publish_report(desc: dict) -> None:
     from prefect.artifacts import create_markdown_artifact
 
     summary = desc.get("summary", {})
-    rows = [{"dataset": n, **{k: v for k, v in d.items() if isinstance(v, int | float | str)}}
-            for n, d in summary.get("datasets", {}).items()]
+    rows = [
+        {"dataset": n, **{k: v for k, v in d.items() if isinstance(v, int | float | str)}}
+        for n, d in summary.get("datasets", {}).items()
+    ]
     if rows:
         create_table_artifact(rows, key="evaluation", description="Accuracy per dataset (own label set)")
     report_md = Path(desc["report_dir"]) / "report.md"
     if report_md.exists():
-        create_markdown_artifact(report_md.read_text(), key="evaluation-report",
-                                 description=f"Report: {report_md}")
+        create_markdown_artifact(
+            report_md.read_text(), key="evaluation-report", description=f"Report: {report_md}"
+        )

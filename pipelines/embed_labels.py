@@ -8,7 +8,9 @@ from pipelines.common import config_from, ensure_labels, ensure_manifests
 
 
 @flow(name="embed-labels")
-def embed_labels(config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None) -> dict:
+def embed_labels(
+    config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None
+) -> dict:
     """Label table + FAISS index for (backbone, label texts, templates)."""
     cfg = config_from(config, profile, overrides)
     return ensure_labels(cfg, ensure_manifests(cfg))

@@ -1,4 +1,5 @@
-"""Project-local Prefect settings, applied before Prefect is imported (embedded SQLite, no telemetry, offline)."""
+"""Project-local Prefect settings, applied before Prefect is imported (embedded SQLite, no telemetry,
+offline)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,9 @@ from pipelines.common import config_from, ensure_features, ensure_manifests, fea
 
 
 @flow(name="extract-features")
-def extract_features(config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None) -> dict:
+def extract_features(
+    config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None
+) -> dict:
     """Bring every dataset's feature store up to date for the profile's vision encoder."""
     cfg = config_from(config, profile, overrides)
     stores = ensure_features(cfg, ensure_manifests(cfg))

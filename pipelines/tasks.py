@@ -1,7 +1,8 @@
 """Prefect tasks: each is a few lines around one ``tinyemo_core.stages`` function.
 
 Tasks take and return small descriptors (paths, fingerprints, counts). Cache keys are the stages' content
-fingerprints (passed as ``key``), never Prefect's default run-scoped policy; the filesystem stays the source of
+fingerprints (passed as ``key``), never Prefect's default run-scoped policy; the filesystem stays the
+source of
 truth (a flow refreshes the cache when the store behind a key is gone, see ``pipelines.common.run_cached``).
 """
 
@@ -32,8 +33,8 @@ def demo_data_task(key: str, storage_root: Path, spec) -> dict:
 
 
 @task(name="ingest", retries=1, **CACHED)
-def ingest_task(key: str, name: str, spec, storage_root: Path, workers: int) -> dict:
-    return ingest.ingest(name, spec, storage_root, key, workers=workers, progress=False)
+def ingest_task(key: str, fingerprint: str, name: str, spec, storage_root: Path, workers: int) -> dict:
+    return ingest.ingest(name, spec, storage_root, fingerprint, workers=workers, progress=False)
 
 
 @task(name="extract-shard", **CACHED)
@@ -42,18 +43,34 @@ def extract_shard_task(key: str, spec, store, plan) -> dict:
 
 
 @task(name="embed-labels", **CACHED)
-def embed_labels_task(key: str, spec, backbone_name: str, pairs: list, storage_root: Path) -> dict:
-    return labels.embed_labels(spec, backbone_name, pairs, storage_root, key)
+def embed_labels_task(
+    key: str, fingerprint: str, spec, backbone_name: str, pairs: list, storage_root: Path
+) -> dict:
+    return labels.embed_labels(spec, backbone_name, pairs, storage_root, fingerprint)
 
 
 @task(name="train-projector", **CACHED)
-def train_task(key: str, held_in, manifests, stores, label_table: str, spec, out_dir: Path, on_epoch=None) -> dict:
-    return train_stage.train(held_in, manifests, stores, label_table, spec, out_dir, progress=False,
-                             on_epoch=on_epoch)
+def train_task(
+    key: str, held_in, manifests, stores, label_table: str, spec, out_dir: Path, on_epoch=None
+) -> dict:
+    return train_stage.train(
+        held_in, manifests, stores, label_table, spec, out_dir, progress=False, on_epoch=on_epoch
+    )
 
 
 @task(name="evaluate", **CACHED)
-def evaluate_task(key: str, run_dir: Path, which: str, datasets, roles, manifests, stores, label_table: str,
-                  out_dir: Path, tsne: bool) -> dict:
-    return evaluate_stage.evaluate(run_dir, which, datasets, roles, manifests, stores, label_table, out_dir,
-                                   tsne=tsne)
+def evaluate_task(
+    key: str,
+    run_dir: Path,
+    which: str,
+    datasets,
+    roles,
+    manifests,
+    stores,
+    label_table: str,
+    out_dir: Path,
+    tsne: bool,
+) -> dict:
+    return evaluate_stage.evaluate(
+        run_dir, which, datasets, roles, manifests, stores, label_table, out_dir, tsne=tsne
+    )

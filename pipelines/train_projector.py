@@ -8,7 +8,9 @@ from pipelines.common import config_from, ensure_features, ensure_labels, ensure
 
 
 @flow(name="train-projector")
-def train_projector(config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None) -> dict:
+def train_projector(
+    config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None
+) -> dict:
     """Upstream stores are brought up to date (cached), then the projector is trained unless already done."""
     cfg = config_from(config, profile, overrides)
     manifests = ensure_manifests(cfg)

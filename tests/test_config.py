@@ -15,14 +15,26 @@ FLOWS = ROOT / "flows.yaml"
 
 def test_both_shipped_profiles_validate() -> None:
     demo = load_config(FLOWS, "demo")
-    assert demo.roles == {"demo_emoroi": "held_in", "demo_emoset": "held_in", "demo_webemo": "held_in",
-                          "demo_synonyms": "zero_shot"}
+    assert demo.roles == {
+        "demo_emoroi": "held_in",
+        "demo_emoset": "held_in",
+        "demo_webemo": "held_in",
+        "demo_synonyms": "zero_shot",
+    }
     assert demo.datasets["demo_emoroi"].root.is_absolute()
     paper = load_config(FLOWS, "paper")
     assert paper.encoder.model == "ViT-L-14" and paper.encoder.pretrained == "openai"
     assert paper.spec.training.epochs == 5 and paper.spec.training.batch_size == 32
-    assert set(paper.roles) == {"emotionroi", "emoset", "webemo", "emotion6", "fi", "artphoto", "abstract",
-                                "unbiasedemo"}
+    assert set(paper.roles) == {
+        "emotionroi",
+        "emoset",
+        "webemo",
+        "emotion6",
+        "fi",
+        "artphoto",
+        "abstract",
+        "unbiasedemo",
+    }
 
 
 def test_bad_field_is_named_by_path() -> None:

@@ -49,7 +49,9 @@ def test_feature_store_plans_only_missing_ids_and_resumes(tmp_path: Path) -> Non
     infos = [info0]
     for p in again[1:]:
         ok = np.arange(len(p.image_ids) - 1)  # last image of each shard fails to decode
-        infos.append(store.write_shard(p.name, p.image_ids, vec[: len(ok)], ok, {len(p.image_ids) - 1: "truncated"}))
+        infos.append(
+            store.write_shard(p.name, p.image_ids, vec[: len(ok)], ok, {len(p.image_ids) - 1: "truncated"})
+        )
     meta = store.commit(infos)
     assert meta["rows"] == 10 and meta["failed"] == 2 and meta["ok"] == 8
     ids, vectors = store.load()
@@ -70,8 +72,15 @@ def test_feature_store_ignores_other_encoder(tmp_path: Path) -> None:
 
 
 def test_manifest_completion_marker_and_hashes(tmp_path: Path) -> None:
-    table = pa.table({"image_id": ["a", "b"], "path": ["x.jpg", "y.jpg"], "split": ["train", "test"],
-                      "label": ["joy", "fear"], "status": ["ok", "ok"]})
+    table = pa.table(
+        {
+            "image_id": ["a", "b"],
+            "path": ["x.jpg", "y.jpg"],
+            "split": ["train", "test"],
+            "label": ["joy", "fear"],
+            "status": ["ok", "ok"],
+        }
+    )
     path = tmp_path / "m" / "fp.parquet"
     assert not manifest_complete(path)
     summary = write_manifest(path, table, {"dataset": "d"})
@@ -96,8 +105,9 @@ def test_listing_hash_sees_added_and_changed_files(tmp_path: Path) -> None:
 def test_label_table_round_trip(tmp_path: Path) -> None:
     vecs = np.eye(3, dtype=np.float32)
     tpl = "a scene evoking {emotion} to viewers"
-    table = LabelTable(["joy", "fear", "joy"], ["{label}", "{label}", tpl],
-                       ["joy", "fear", render(tpl, "joy")], vecs)
+    table = LabelTable(
+        ["joy", "fear", "joy"], ["{label}", "{label}", tpl], ["joy", "fear", render(tpl, "joy")], vecs
+    )
     path = tmp_path / "l.parquet"
     write_label_table(path, table, {"backbone": "b"})
     back = read_label_table(path)

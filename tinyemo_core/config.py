@@ -1,7 +1,8 @@
 """The typed model of flows.yaml. Everything is validated before any step runs; errors name the field's path.
 
 flows.yaml holds named registries (``encoders``, ``backbones``, ``datasets``) and ``profiles`` that pick from
-them. ``--set key=value`` overrides apply to the chosen profile (``training.epochs=3``, ``backbone=minilm``) or,
+them. ``--set key=value`` overrides apply to the chosen profile (``training.epochs=3``,
+``backbone=minilm``) or,
 for the registries and ``storage_root``, to the top level (``datasets.demo_emoroi.root=/data/x``).
 """
 
@@ -17,8 +18,20 @@ from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
 from tinyemo_core.generate.spec import GenerationSpec
 from tinyemo_core.projector.spec import TrainingSpec
 
-LAYOUTS = ("emoset", "webemo", "emotionroi", "emotion6", "fi", "artphoto", "abstract", "unbiasedemo", "emotic",
-           "imagefolder", "csv", "jsonl")
+LAYOUTS = (
+    "emoset",
+    "webemo",
+    "emotionroi",
+    "emotion6",
+    "fi",
+    "artphoto",
+    "abstract",
+    "unbiasedemo",
+    "emotic",
+    "imagefolder",
+    "csv",
+    "jsonl",
+)
 TOP_LEVEL_KEYS = ("storage_root", "encoders", "backbones", "datasets", "deployments", "profiles")
 
 
@@ -34,9 +47,9 @@ class DatasetSpec(Strict):
     layout: Literal[LAYOUTS]  # type: ignore[valid-type]
     root: Path
     taxonomy: str | None = None
-    template: str = "{label}"          # the paper used "a scene evoking {emotion} to viewers" for Abstract only
-    synonyms: bool = False             # Appendix C synonym augmentation (WEBEmo in the paper)
-    seed: int = 0                      # seeded, stratified split where none is published
+    template: str = "{label}"  # the paper used "a scene evoking {emotion} to viewers" for Abstract only
+    synonyms: bool = False  # Appendix C synonym augmentation (WEBEmo in the paper)
+    seed: int = 0  # seeded, stratified split where none is published
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
 
@@ -65,7 +78,7 @@ class ProfileSpec(Strict):
     zero_shot: list[str] = []
     encoder: str
     backbone: str
-    demo_data: DemoDataSpec | None = None   # generate the bundled demo datasets before ingesting
+    demo_data: DemoDataSpec | None = None  # generate the bundled demo datasets before ingesting
     extraction: ExtractionSpec = ExtractionSpec()
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
@@ -147,7 +160,9 @@ def load_flows(path: Path, overrides: list[str] | None = None, profile: str = "d
         raise ConfigError(_format_errors(exc)) from None
 
 
-def load_config(path: Path | str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None) -> RunConfig:
+def load_config(
+    path: Path | str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None
+) -> RunConfig:
     """Validate flows.yaml and resolve one profile into a :class:`RunConfig`."""
     path = Path(path).resolve()
     flows = load_flows(path, overrides, profile)
@@ -157,14 +172,20 @@ def load_config(path: Path | str = "flows.yaml", profile: str = "demo", override
     where = f"profiles.{profile}"
     problems = []
     if spec.encoder not in flows.encoders:
-        problems.append(f"{where}.encoder: unknown encoder {spec.encoder!r} (known: {', '.join(flows.encoders)})")
+        problems.append(
+            f"{where}.encoder: unknown encoder {spec.encoder!r} (known: {', '.join(flows.encoders)})"
+        )
     if spec.backbone not in flows.backbones:
-        problems.append(f"{where}.backbone: unknown backbone {spec.backbone!r} (known: {', '.join(flows.backbones)})")
+        problems.append(
+            f"{where}.backbone: unknown backbone {spec.backbone!r} (known: {', '.join(flows.backbones)})"
+        )
     roles: dict[str, Literal["held_in", "zero_shot"]] = {}
     for role in ("held_in", "zero_shot"):
         for i, name in enumerate(getattr(spec, role)):
             if name not in flows.datasets:
-                problems.append(f"{where}.{role}.{i}: unknown dataset {name!r} (known: {', '.join(flows.datasets)})")
+                problems.append(
+                    f"{where}.{role}.{i}: unknown dataset {name!r} (known: {', '.join(flows.datasets)})"
+                )
             elif name in roles:
                 problems.append(f"{where}.{role}.{i}: dataset {name!r} listed twice")
             roles[name] = role  # type: ignore[assignment]
@@ -172,11 +193,25 @@ def load_config(path: Path | str = "flows.yaml", profile: str = "demo", override
         raise ConfigError("invalid flows.yaml:\n  " + "\n  ".join(problems))
     base = path.parent
     storage_root = _resolve_path(base, flows.storage_root)
-    datasets = {n: flows.datasets[n].model_copy(update={"root": _resolve_path(base, flows.datasets[n].root)})
-                for n in roles}
+    datasets = {
+        n: flows.datasets[n].model_copy(update={"root": _resolve_path(base, flows.datasets[n].root)})
+        for n in roles
+    }
     encoder = flows.encoders[spec.encoder]
     if encoder.config_file:
-        encoder = encoder.model_copy(update={"config_file": str(_resolve_path(base, Path(encoder.config_file)))})
-    return RunConfig(config_path=path, profile=profile, storage_root=storage_root, encoder_name=spec.encoder,
-                     encoder=encoder, backbone_name=spec.backbone, backbone=flows.backbones[spec.backbone],
-                     datasets=datasets, roles=roles, spec=spec, flows=flows)
+        encoder = encoder.model_copy(
+            update={"config_file": str(_resolve_path(base, Path(encoder.config_file)))}
+        )
+    return RunConfig(
+        config_path=path,
+        profile=profile,
+        storage_root=storage_root,
+        encoder_name=spec.encoder,
+        encoder=encoder,
+        backbone_name=spec.backbone,
+        backbone=flows.backbones[spec.backbone],
+        datasets=datasets,
+        roles=roles,
+        spec=spec,
+        flows=flows,
+    )

@@ -1,6 +1,7 @@
 """Join manifests, feature stores and the label table into arrays for training and evaluation.
 
-Joint multi-taxonomy training (REFERENCE_NOTES): ONE shared label-id space in which the same (word, template) is
+Joint multi-taxonomy training (REFERENCE_NOTES): ONE shared label-id space in which the same (word,
+template) is
 the same id across datasets, so batches mix taxonomies; each dataset keeps its own candidate set for scoring.
 """
 
@@ -30,7 +31,8 @@ class DatasetSplit:
 
 
 def load_split(name: str, manifest: Path, store: FeatureStore, split: str | tuple[str, ...]) -> DatasetSplit:
-    """Rows of ``split`` that decoded and have features; candidates = the dataset's own label set (all splits)."""
+    """Rows of ``split`` that decoded and have features; candidates = the dataset's own label set (all
+    splits)."""
     table = read_manifest(manifest)
     table = table.filter(pc.equal(table["status"], "ok"))
     candidates = sorted(set(table["label"].to_pylist()))
@@ -45,7 +47,9 @@ def label_ids(table: LabelTable, words: list[str], template: str) -> np.ndarray:
     index = table.index()
     missing = sorted({w for w in words if (w, template) not in index})
     if missing:
-        raise KeyError(f"labels {missing} with template {template!r} are not in the label table; rerun embed-labels")
+        raise KeyError(
+            f"labels {missing} with template {template!r} are not in the label table; rerun embed-labels"
+        )
     return np.array([index[(w, template)] for w in words], dtype=np.int64)
 
 

@@ -35,8 +35,10 @@ def plan_shards(manifest: Path, dataset_root: Path, store: FeatureStore, shard_s
     """Shards covering the manifest's decodable images that the store does not hold yet."""
     table = read_manifest(manifest)
     table = table.filter(pc.equal(table["status"], "ok"))
-    items = [(i, str(dataset_root / p)) for i, p in zip(table["image_id"].to_pylist(), table["path"].to_pylist(),
-                                                         strict=True)]
+    items = [
+        (i, str(dataset_root / p))
+        for i, p in zip(table["image_id"].to_pylist(), table["path"].to_pylist(), strict=True)
+    ]
     return store.plan(items, shard_size)
 
 
@@ -53,8 +55,9 @@ def load_encoder(spec: VisionEncoderSpec):
         return _cached_encoder(spec.model_dump_json())
 
 
-def extract_shard(spec: VisionEncoderSpec, store: FeatureStore, plan: ShardPlan, *,
-                  progress: bool = False) -> dict[str, Any]:
+def extract_shard(
+    spec: VisionEncoderSpec, store: FeatureStore, plan: ShardPlan, *, progress: bool = False
+) -> dict[str, Any]:
     """Encode one shard's images and write it; a shard already on disk (from a killed run) is reused."""
     if store.shard_done(plan.name):
         return {**store.shard_info(plan.name), "computed": False, "seconds": 0.0}
@@ -63,9 +66,21 @@ def extract_shard(spec: VisionEncoderSpec, store: FeatureStore, plan: ShardPlan,
 
     encoder = load_encoder(spec)
     start = time.perf_counter()
-    result = encode_images(encoder, [Path(p) for p in plan.paths], batch_size=spec.batch_size,
-                           num_workers=spec.num_workers, progress=progress, load_image=load_rgb)
-    info = store.write_shard(plan.name, plan.image_ids, result.vectors, result.ok_index, result.errors,
-                             dtype=spec.store_dtype)
+    result = encode_images(
+        encoder,
+        [Path(p) for p in plan.paths],
+        batch_size=spec.batch_size,
+        num_workers=spec.num_workers,
+        progress=progress,
+        load_image=load_rgb,
+    )
+    info = store.write_shard(
+        plan.name, plan.image_ids, result.vectors, result.ok_index, result.errors, dtype=spec.store_dtype
+    )
     seconds = time.perf_counter() - start
-    return {**info, "computed": True, "seconds": seconds, "images_per_s": len(plan.image_ids) / max(seconds, 1e-9)}
+    return {
+        **info,
+        "computed": True,
+        "seconds": seconds,
+        "images_per_s": len(plan.image_ids) / max(seconds, 1e-9),
+    }

@@ -18,8 +18,12 @@ def make_demo_data(storage_root: Path, spec: DemoDataSpec) -> dict[str, Any]:
     """Generate (or find) the bundled demo datasets under ``storage/demo_data``."""
     from tinyemo_core.data.demo import generate_demo
 
-    datasets = generate_demo(demo_data_root(storage_root), seed=spec.seed, images_per_class=spec.images_per_class,
-                             image_size=spec.image_size)
+    datasets = generate_demo(
+        demo_data_root(storage_root),
+        seed=spec.seed,
+        images_per_class=spec.images_per_class,
+        image_size=spec.image_size,
+    )
     return {"root": str(demo_data_root(storage_root)), "datasets": sorted(datasets)}
 
 
@@ -32,19 +36,47 @@ def ingest_fingerprint(name: str, spec: DatasetSpec) -> str:
     return manifest_fingerprint(name, ingest_settings(spec), spec.root)
 
 
-def ingest(name: str, spec: DatasetSpec, storage_root: Path, fingerprint: str, *, workers: int = 4,
-           progress: bool = True) -> dict[str, Any]:
+def ingest(
+    name: str,
+    spec: DatasetSpec,
+    storage_root: Path,
+    fingerprint: str,
+    *,
+    workers: int = 4,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Build the manifest for one dataset unless a complete one with this fingerprint exists."""
     path = manifest_path(storage_root, name, fingerprint)
     if manifest_complete(path):
-        return {"dataset": name, "manifest": str(path), "fingerprint": fingerprint, "computed": False,
-                **read_summary(path)}
-    from tinyemo_core.data.ingest import build_manifest
+        return {
+            "dataset": name,
+            "manifest": str(path),
+            "fingerprint": fingerprint,
+            "computed": False,
+            **read_summary(path),
+        }
+    from tinyemo_core.data.ingest import build_manifest, quarantine_summary
 
     split_file = storage_root / "splits" / f"{name}.json"
-    result = build_manifest(name, spec.layout, spec.root, taxonomy=spec.taxonomy, seed=spec.seed,
-                            split_file=split_file, workers=workers, progress=progress)
-    summary = {"dataset": name, "fingerprint": fingerprint, "root": str(spec.root), "layout": spec.layout,
-               "counts": result.counts}
+    result = build_manifest(
+        name,
+        spec.layout,
+        spec.root,
+        taxonomy=spec.taxonomy,
+        seed=spec.seed,
+        split_file=split_file,
+        workers=workers,
+        progress=progress,
+        val_fraction=spec.val_fraction,
+        test_fraction=spec.test_fraction,
+    )
+    summary = {
+        "dataset": name,
+        "fingerprint": fingerprint,
+        "root": str(spec.root),
+        "layout": spec.layout,
+        "counts": result.counts,
+        "quarantine": quarantine_summary(result.table),
+    }
     summary = _write(path, result.table, summary)
     return {"dataset": name, "manifest": str(path), "fingerprint": fingerprint, "computed": True, **summary}

@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import BackboneSpec
+from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.labels import (
     LabelTable,
     label_set_fingerprint,
@@ -17,7 +18,6 @@ from tinyemo_core.store.labels import (
     render,
     write_label_table,
 )
-from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.manifests import read_manifest
 
 
@@ -39,7 +39,8 @@ def synonym_words(label: str) -> list[str]:
 
 
 def label_pairs(datasets: dict[str, DatasetSpec], manifests: dict[str, str]) -> list[tuple[str, str]]:
-    """All (label word, template) pairs a profile needs: each dataset's labels, plus synonyms where enabled."""
+    """All (label word, template) pairs a profile needs: each dataset's labels, plus synonyms where
+    enabled."""
     pairs: set[tuple[str, str]] = set()
     for name, spec in datasets.items():
         for word in dataset_labels(Path(manifests[name])):
@@ -55,13 +56,19 @@ def backbone_fingerprint(spec: BackboneSpec) -> str:
     return fp(spec)
 
 
-def embed_labels(spec: BackboneSpec, backbone_name: str, pairs: list[tuple[str, str]], storage_root: Path,
-                 fingerprint: str) -> dict[str, Any]:
+def embed_labels(
+    spec: BackboneSpec, backbone_name: str, pairs: list[tuple[str, str]], storage_root: Path, fingerprint: str
+) -> dict[str, Any]:
     """Embed every (label, template) text with the backbone unless the table already exists."""
     set_fp = label_set_fingerprint(fingerprint, pairs)
     path = label_table_path(storage_root, backbone_name, set_fp)
     if label_table_complete(path):
-        return {"table": str(path), "fingerprint": set_fp, "computed": False, **read_json(path.with_suffix(".json"))}
+        return {
+            "table": str(path),
+            "fingerprint": set_fp,
+            "computed": False,
+            **read_json(path.with_suffix(".json")),
+        }
     from tinyemo_core.encoders.labels import load_label_embedder
     from tinyemo_core.index.faiss_index import build_index, save_index
 
@@ -71,6 +78,14 @@ def embed_labels(spec: BackboneSpec, backbone_name: str, pairs: list[tuple[str, 
     table = LabelTable([w for w, _ in pairs], [t for _, t in pairs], texts, vectors)
     index, index_info = build_index(vectors)
     save_index(index, path.with_suffix(".faiss"))
-    summary = write_label_table(path, table, {"backbone": backbone_name, "backbone_fingerprint": fingerprint,
-                                              "fingerprint": set_fp, "index": index_info})
+    summary = write_label_table(
+        path,
+        table,
+        {
+            "backbone": backbone_name,
+            "backbone_fingerprint": fingerprint,
+            "fingerprint": set_fp,
+            "index": index_info,
+        },
+    )
     return {"table": str(path), "fingerprint": set_fp, "computed": True, **summary}

@@ -15,21 +15,44 @@ from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table
 
 
-def train_fingerprint(held_in: dict[str, DatasetSpec], manifest_hashes: dict[str, str], feature_hashes: dict[str, str],
-                      label_fingerprint: str, spec: TrainingSpec) -> str:
-    """Everything that determines the trained weights (device excluded: CPU and GPU runs share a cache key)."""
-    datasets = {n: {"template": s.template, "synonyms": s.synonyms, "manifest": manifest_hashes[n],
-                    "features": feature_hashes[n]} for n, s in held_in.items()}
-    return step_fingerprint("train", datasets, label_fingerprint, spec.model_dump(mode="json", exclude={"device"}))
+def train_fingerprint(
+    held_in: dict[str, DatasetSpec],
+    manifest_hashes: dict[str, str],
+    feature_hashes: dict[str, str],
+    label_fingerprint: str,
+    spec: TrainingSpec,
+) -> str:
+    """Everything that determines the trained weights (device excluded: CPU and GPU runs share a cache
+    key)."""
+    datasets = {
+        n: {
+            "template": s.template,
+            "synonyms": s.synonyms,
+            "manifest": manifest_hashes[n],
+            "features": feature_hashes[n],
+        }
+        for n, s in held_in.items()
+    }
+    return step_fingerprint(
+        "train", datasets, label_fingerprint, spec.model_dump(mode="json", exclude={"device"})
+    )
 
 
 def run_dir(storage_root: Path, encoder_name: str, backbone_name: str, fingerprint: str) -> Path:
     return storage_root / "runs" / f"{encoder_name}__{backbone_name}__{fingerprint[:12]}"
 
 
-def train(held_in: dict[str, DatasetSpec], manifests: dict[str, str], stores: dict[str, FeatureStore],
-          label_table: str, spec: TrainingSpec, out_dir: Path, *, progress: bool = True,
-          on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
+def train(
+    held_in: dict[str, DatasetSpec],
+    manifests: dict[str, str],
+    stores: dict[str, FeatureStore],
+    label_table: str,
+    spec: TrainingSpec,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
     """Train on the train splits, choose the best epoch on the val splits (never the test split)."""
     from tinyemo_core.projector.train import TrainData, train_projector
 
@@ -47,13 +70,26 @@ def train(held_in: dict[str, DatasetSpec], manifests: dict[str, str], stores: di
     if sum(len(p.labels) for p in val_parts):
         vf, vi, vg, vc = joint_arrays(val_parts, held_in, table)
         val_data = TrainData(vf, vi, vg, vc)
-    result = train_projector(train_data, val_data, table.vectors, spec, out_dir,
-                             synonyms=synonym_map(table, held_in) or None, progress=progress, on_epoch=on_epoch)
-    metrics = read_json(metrics_path) or {}
-    return {"run_dir": str(out_dir), "computed": True, "train_rows": len(ids), "result": str(result),
-            **_summary(metrics)}
+    train_projector(
+        train_data,
+        val_data,
+        table.vectors,
+        spec,
+        out_dir,
+        synonyms=synonym_map(table, held_in) or None,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
+    return {
+        "run_dir": str(out_dir),
+        "computed": True,
+        "train_rows": len(ids),
+        **_summary(read_json(metrics_path)),
+    }
 
 
-def _summary(metrics: dict) -> dict[str, Any]:
-    keep = ("best_epoch", "best_val_accuracy", "parameters", "samples_per_s", "epochs")
-    return {k: metrics[k] for k in keep if k in metrics}
+def _summary(metrics: dict | None) -> dict[str, Any]:
+    """The headline numbers of a run's metrics.json (whatever of them it records)."""
+    metrics = metrics or {}
+    keep = ("best_epoch", "best_val_acc", "param_count", "samples_per_s", "epochs")
+    return {k: metrics[k] for k in keep if isinstance(metrics.get(k), int | float)}

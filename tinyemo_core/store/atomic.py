@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 
 @contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``dest``; on success it is renamed onto ``dest`` (never half-written)."""
+    """Yield a temporary path next to ``dest``; on success it is renamed onto ``dest`` (never
+    half-written)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
@@ -39,7 +40,9 @@ def write_atomic(dest: Path, writer: Callable[[Path], None]) -> Path:
 
 def write_json(dest: Path, payload: Any) -> Path:
     """Atomically write pretty JSON."""
-    return write_atomic(dest, lambda p: p.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str)))
+    return write_atomic(
+        dest, lambda p: p.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    )
 
 
 def write_parquet(dest: Path, table: pa.Table, compression: str | None = "zstd") -> Path:

@@ -2,7 +2,8 @@
 
 Keyed by (encoder fingerprint, image_id). A shard's name is the hash of the encoder fingerprint and its sorted
 image ids, so a rerun after a kill plans the same shards, finds the ones already renamed into place and only
-computes the rest; the final store is identical to an uninterrupted run. ``_manifest.json`` is written last and
+computes the rest; the final store is identical to an uninterrupted run. ``_manifest.json`` is written last
+and
 lists the complete shards; readers trust only the shards it lists. Adding images plans shards for the new ids
 only.
 """
@@ -65,7 +66,9 @@ class FeatureStore:
             return set()
         ids: set[str] = set()
         for shard in data["shards"]:
-            ids.update(pq.read_table(self.shard_path(shard["name"]), columns=["image_id"])["image_id"].to_pylist())
+            ids.update(
+                pq.read_table(self.shard_path(shard["name"]), columns=["image_id"])["image_id"].to_pylist()
+            )
         return ids
 
     def plan(self, items: Iterable[tuple[str, str]], shard_size: int) -> list[ShardPlan]:
@@ -78,7 +81,7 @@ class FeatureStore:
         ids = sorted(todo)
         plans = []
         for start in range(0, len(ids), shard_size):
-            chunk = tuple(ids[start: start + shard_size])
+            chunk = tuple(ids[start : start + shard_size])
             name = f"part-{stable_hash(self.encoder_fingerprint, chunk, length=20)}.parquet"
             plans.append(ShardPlan(name, chunk, tuple(todo[i] for i in chunk)))
         return plans
@@ -86,8 +89,15 @@ class FeatureStore:
     def shard_done(self, name: str) -> bool:
         return self.shard_path(name).exists()
 
-    def write_shard(self, name: str, image_ids: Sequence[str], vectors: np.ndarray, ok_index: np.ndarray,
-                    errors: dict[int, str], dtype: str = "float16") -> dict:
+    def write_shard(
+        self,
+        name: str,
+        image_ids: Sequence[str],
+        vectors: np.ndarray,
+        ok_index: np.ndarray,
+        errors: dict[int, str],
+        dtype: str = "float16",
+    ) -> dict:
         """Write one shard atomically: a row per image id, ``vector`` null and ``error`` set for failures."""
         n = len(image_ids)
         dim = vectors.shape[1] if vectors.size else (self.dim or 0)
@@ -98,11 +108,13 @@ class FeatureStore:
             valid[ok_index] = True
         values = vector_array(full, dtype)
         vec = pa.FixedSizeListArray.from_arrays(values.values, dim, mask=pa.array(~valid))
-        table = pa.table({
-            "image_id": pa.array(list(image_ids), pa.string()),
-            "vector": vec,
-            "error": pa.array([errors.get(i) for i in range(n)], pa.string()),
-        })
+        table = pa.table(
+            {
+                "image_id": pa.array(list(image_ids), pa.string()),
+                "vector": vec,
+                "error": pa.array([errors.get(i) for i in range(n)], pa.string()),
+            }
+        )
         write_parquet(self.shard_path(name), table, compression=None)
         return {"name": name, "rows": n, "ok": int(valid.sum()), "failed": n - int(valid.sum()), "dim": dim}
 
@@ -135,17 +147,22 @@ class FeatureStore:
         return payload
 
     def load(self, image_ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
-        """Ids and vectors of every successful row (memory-mapped), optionally restricted and ordered by ``image_ids``.
+        """Ids and vectors of every successful row (memory-mapped), optionally restricted and ordered by
+        ``image_ids``.
 
         Raises KeyError naming a missing id, so a caller never trains on a silently shortened set.
         """
         data = self.manifest()
         if not data:
-            raise FileNotFoundError(f"feature store {self.root} is incomplete (no valid {MANIFEST}); run extract")
+            raise FileNotFoundError(
+                f"feature store {self.root} is incomplete (no valid {MANIFEST}); run extract"
+            )
         ids: list[str] = []
         blocks: list[np.ndarray] = []
         for shard in data["shards"]:
-            table = pq.read_table(self.shard_path(shard["name"]), columns=["image_id", "vector"], memory_map=True)
+            table = pq.read_table(
+                self.shard_path(shard["name"]), columns=["image_id", "vector"], memory_map=True
+            )
             table = table.filter(pc.is_valid(table["vector"]))
             ids.extend(table["image_id"].to_pylist())
             blocks.append(column_to_numpy(table["vector"]))

@@ -30,22 +30,62 @@ def inventory(root: Path) -> list[StoreEntry]:
     out: list[StoreEntry] = []
     for pq_path in sorted((root / "manifests").glob("*/*.parquet")):
         meta = read_json(pq_path.with_suffix(".json"))
-        out.append(StoreEntry("manifest", pq_path.parent.name, pq_path, meta is not None,
-                              (meta or {}).get("rows"), _size(pq_path), pq_path.stem))
+        out.append(
+            StoreEntry(
+                "manifest",
+                pq_path.parent.name,
+                pq_path,
+                meta is not None,
+                (meta or {}).get("rows"),
+                _size(pq_path),
+                pq_path.stem,
+            )
+        )
     for store in sorted((root / "features").glob("*/*")):
         if not store.is_dir():
             continue
         meta = read_json(store / "_manifest.json")
-        out.append(StoreEntry("features", f"{store.parent.name}/{store.name}", store, meta is not None,
-                              (meta or {}).get("rows"), _size(store), (meta or {}).get("encoder_fingerprint")))
+        out.append(
+            StoreEntry(
+                "features",
+                f"{store.parent.name}/{store.name}",
+                store,
+                meta is not None,
+                (meta or {}).get("rows"),
+                _size(store),
+                (meta or {}).get("encoder_fingerprint"),
+            )
+        )
     for table in sorted((root / "labels").glob("*/*.parquet")):
         meta = read_json(table.with_suffix(".json"))
-        out.append(StoreEntry("labels", table.parent.name, table, meta is not None, (meta or {}).get("rows"),
-                              _size(table), table.stem))
+        out.append(
+            StoreEntry(
+                "labels",
+                table.parent.name,
+                table,
+                meta is not None,
+                (meta or {}).get("rows"),
+                _size(table),
+                table.stem,
+            )
+        )
     for run in sorted((root / "runs").glob("*")):
         meta = read_json(run / "metrics.json") or {}
-        out.append(StoreEntry("run", run.name, run, bool(meta.get("done")), None, _size(run), run.name.split("__")[-1]))
+        out.append(
+            StoreEntry(
+                "run", run.name, run, bool(meta.get("done")), None, _size(run), run.name.split("__")[-1]
+            )
+        )
         for ev in sorted(run.glob("eval-*")):
-            out.append(StoreEntry("evaluation", f"{run.name}/{ev.name}", ev, (ev / "report.json").exists(), None,
-                                  _size(ev), ev.name[5:]))
+            out.append(
+                StoreEntry(
+                    "evaluation",
+                    f"{run.name}/{ev.name}",
+                    ev,
+                    (ev / "report.json").exists(),
+                    None,
+                    _size(ev),
+                    ev.name[5:],
+                )
+            )
     return out

@@ -1,6 +1,7 @@
 """Label-embedding tables: ``labels/<backbone>/<label-set fingerprint>.parquet`` (+ ``.faiss`` + ``.json``).
 
-One row per (text, template) pair: ``label`` (the normalised word), ``template``, ``text`` (the string that was
+One row per (text, template) pair: ``label`` (the normalised word), ``template``, ``text`` (the string that
+was
 embedded) and ``vector`` (float32, L2-normalised). The JSON summary is written last and marks completion.
 """
 
@@ -49,12 +50,14 @@ def label_table_complete(path: Path) -> bool:
 
 
 def write_label_table(path: Path, table: LabelTable, summary: dict) -> dict:
-    arrow = pa.table({
-        "label": pa.array(table.labels, pa.string()),
-        "template": pa.array(table.templates, pa.string()),
-        "text": pa.array(table.texts, pa.string()),
-        "vector": vector_array(table.vectors.astype(np.float32), "float32"),
-    })
+    arrow = pa.table(
+        {
+            "label": pa.array(table.labels, pa.string()),
+            "template": pa.array(table.templates, pa.string()),
+            "text": pa.array(table.texts, pa.string()),
+            "vector": vector_array(table.vectors.astype(np.float32), "float32"),
+        }
+    )
     write_parquet(path, arrow)
     summary = {**summary, "rows": len(table.labels), "dim": int(table.vectors.shape[1])}
     write_json(path.with_suffix(".json"), summary)
@@ -65,5 +68,9 @@ def read_label_table(path: Path) -> LabelTable:
     if not label_table_complete(path):
         raise FileNotFoundError(f"label table {path} is incomplete; run embed-labels")
     t = pq.read_table(path)
-    return LabelTable(t["label"].to_pylist(), t["template"].to_pylist(), t["text"].to_pylist(),
-                      np.array(column_to_numpy(t["vector"]), dtype=np.float32))
+    return LabelTable(
+        t["label"].to_pylist(),
+        t["template"].to_pylist(),
+        t["text"].to_pylist(),
+        np.array(column_to_numpy(t["vector"]), dtype=np.float32),
+    )

@@ -1,6 +1,7 @@
 """Dataset manifests: ``manifests/<dataset>/<fingerprint>.parquet`` (+ ``.json`` summary, written last).
 
-The fingerprint is cheap to compute (no image is read): the ingest code version, the dataset's settings and the
+The fingerprint is cheap to compute (no image is read): the ingest code version, the dataset's settings and
+the
 (path, size, mtime) listing of every file under the dataset root. An unchanged dataset therefore reuses its
 manifest without hashing a single image; a touched file makes a new manifest.
 """

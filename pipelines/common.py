@@ -54,10 +54,9 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
     """Demo data (demo profile) then one manifest per dataset."""
     if cfg.spec.demo_data is not None:
         key = stable_hash("demo", cfg.spec.demo_data, str(cfg.storage_root))
-        marker = ingest.demo_data_root(cfg.storage_root) / ".complete"
         run_cached(
             tasks.demo_data_task,
-            marker.exists(),
+            ingest.demo_data_complete(cfg.storage_root),
             key=key,
             storage_root=cfg.storage_root,
             spec=cfg.spec.demo_data,

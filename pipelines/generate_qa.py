@@ -78,7 +78,7 @@ def export_llava(
     )
 
 
-@flow(name="generate-qa", log_prints=True)
+@flow(name="generate-qa-dataset", log_prints=True)
 def generate_qa(
     manifests: list[str],
     spec: dict,
@@ -129,3 +129,34 @@ def generate_qa(
         rows, key="generate-qa-summary", description="records per kind/split; request counts"
     )
     return {"report": report, "export": summary}
+
+
+@flow(name="generate-qa")
+def generate_qa_profile(
+    config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Synthetic instruction data for the profile's datasets (``generation:`` in flows.yaml), one subflow per
+    dataset so image paths stay relative to that dataset's root."""
+    from pipelines.common import config_from, ensure_manifests
+
+    cfg = config_from(config, profile, overrides)
+    if cfg.spec.generation is None:
+        raise ValueError(f"profiles.{profile}.generation is not set; add a generation section to flows.yaml")
+    gspec = cfg.spec.generation
+    manifests = ensure_manifests(cfg)
+    names = gspec.datasets or list(manifests)
+    unknown = sorted(set(names) - set(manifests))
+    if unknown:
+        raise ValueError(
+            f"profiles.{profile}.generation.datasets: {unknown} are not datasets of this profile"
+        )
+    out = {}
+    for name in names:
+        out[name] = generate_qa(
+            manifests=[manifests[name]["manifest"]],
+            spec=gspec.model_dump(mode="json"),
+            out_dir=str(cfg.storage_root / "instructions" / name),
+            image_root=str(cfg.datasets[name].root),
+            store_root=str(cfg.storage_root / "generations"),
+        )
+    return {"datasets": {n: r["export"]["files"] for n, r in out.items()}}

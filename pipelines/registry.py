@@ -10,6 +10,17 @@ def flows() -> dict[str, Callable]:
     from pipelines.embed_labels import embed_labels
     from pipelines.evaluate import evaluate
     from pipelines.extract_features import extract_features
+    from pipelines.generate_qa import generate_qa_profile
     from pipelines.train_projector import train_projector
 
-    return {f.name: f for f in (build_dataset, extract_features, embed_labels, train_projector, evaluate)}
+    return {
+        f.name: f
+        for f in (
+            build_dataset,
+            extract_features,
+            embed_labels,
+            train_projector,
+            evaluate,
+            generate_qa_profile,
+        )
+    }

@@ -27,6 +27,13 @@ def make_demo_data(storage_root: Path, spec: DemoDataSpec) -> dict[str, Any]:
     return {"root": str(demo_data_root(storage_root)), "datasets": sorted(datasets)}
 
 
+def demo_data_complete(storage_root: Path) -> bool:
+    """True when every demo dataset folder carries its completion marker."""
+    from tinyemo_core.data.demo import DEMO_DATASETS, MARKER
+
+    return all((demo_data_root(storage_root) / name / MARKER).exists() for name in DEMO_DATASETS)
+
+
 def ingest_settings(spec: DatasetSpec) -> dict[str, Any]:
     """The settings that shape a manifest (the root's contents are hashed separately)."""
     return spec.model_dump(mode="json", exclude={"root", "template", "synonyms"})

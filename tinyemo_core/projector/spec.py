@@ -1,0 +1,28 @@
+"""Typed training settings for the Metric Projector (composed into flows.yaml by tinyemo_core.config)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainingSpec(BaseModel):
+    """Projector training settings; defaults are the paper's (TinyEmo §III-B, §IV; REFERENCE_NOTES)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss: Literal["cosine", "ntxent"] = "ntxent"
+    temperature: float = Field(0.07, gt=0)  # NTXent temperature (pytorch-metric-learning default)
+    margin: float = 0.5  # CosineEmbeddingLoss margin; only matters for -1 targets, which we never use
+    epochs: int = Field(5, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_lr: float = Field(5e-4, gt=0)
+    pct_start: float = Field(0.005, gt=0, lt=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    hidden_dim: int | None = Field(None, gt=0)  # None = the label-embedding width (paper)
+    synonym_prob: float = Field(0.5, ge=0, le=1)
+    seed: int = 0
+    device: str = "cpu"

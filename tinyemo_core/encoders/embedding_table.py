@@ -1,0 +1,115 @@
+"""Read ONLY the static input-embedding matrix of a language-model checkpoint (never builds the model).
+
+TinyEmo embeds labels with the LLM's static token-embedding table (REFERENCE_NOTES), so a 7B backbone costs
+one (vocab x hidden) tensor read from its safetensors shard - seconds and a few hundred MB - not 14 GB of
+weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import torch
+
+# Names of the token-embedding matrix across common architectures (Llama/Mistral/Phi/Qwen: embed_tokens;
+# BERT/Bloom: word_embeddings; GPT-2: wte; OpenELM: token_embeddings; GPT-NeoX: embed_in).
+EMBEDDING_SUFFIXES = (
+    "embed_tokens.weight",
+    "word_embeddings.weight",
+    "wte.weight",
+    "token_embeddings.weight",
+    "tok_embeddings.weight",
+    "embed_in.weight",
+    "token_embedding.weight",
+)
+
+_IDENTITY_CACHE: dict[tuple[str, int, int, str], str] = {}
+
+
+def _weight_map(model_dir: Path) -> dict[str, Path]:
+    """tensor name -> file holding it, over safetensors (sharded or not), else pytorch .bin checkpoints."""
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = model_dir / index_name
+        if index.is_file():
+            wm = json.loads(index.read_text())["weight_map"]
+            return {k: model_dir / v for k, v in wm.items()}
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("pytorch_model*.bin"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors or pytorch_model*.bin weights in {model_dir}")
+    out: dict[str, Path] = {}
+    for f in files:
+        keys = _safetensors_header(f).keys() if f.suffix == ".safetensors" else _bin_state(f).keys()
+        out.update({k: f for k in keys if k != "__metadata__"})
+    return out
+
+
+def _safetensors_header(path: Path) -> dict:
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n))
+
+
+def _bin_state(path: Path) -> dict[str, torch.Tensor]:
+    # mmap: only the pages of the tensor we index are read from disk
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def find_embedding_key(keys: list[str]) -> str:
+    """The one tensor name that is the token-embedding table; ambiguous or missing -> a clear error."""
+    cands = [k for k in keys if k.endswith(EMBEDDING_SUFFIXES) or k.endswith("token_embeddings")]
+    if not cands:
+        raise KeyError(
+            f"no token-embedding tensor found (looked for names ending in {EMBEDDING_SUFFIXES}); "
+            f"first keys: {sorted(keys)[:8]}"
+        )
+    if len(cands) > 1:
+        raise KeyError(f"several candidate embedding tensors {cands}; the checkpoint is ambiguous")
+    return cands[0]
+
+
+def locate_embedding(model_dir: Path) -> tuple[str, Path]:
+    """(tensor name, file) of the embedding table in ``model_dir``."""
+    wm = _weight_map(model_dir)
+    key = find_embedding_key(list(wm))
+    return key, wm[key]
+
+
+def load_embedding_table(model_dir: Path) -> torch.Tensor:
+    """The (vocab, hidden) input-embedding matrix, in its stored dtype, read from one file."""
+    key, path = locate_embedding(model_dir)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_tensor(key)
+    return _bin_state(path)[key]
+
+
+def embedding_identity(model_dir: Path) -> str:
+    """sha256 of exactly the embedding tensor's bytes (safetensors) or of its .bin file; cached in-process."""
+    key, path = locate_embedding(model_dir)
+    st = path.stat()
+    ck = (str(path.resolve()), st.st_size, st.st_mtime_ns, key)
+    if ck not in _IDENTITY_CACHE:
+        h = hashlib.sha256(key.encode())
+        if path.suffix == ".safetensors":
+            with path.open("rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                meta = json.loads(f.read(n))[key]
+                start, end = meta["data_offsets"]
+                h.update(json.dumps([meta["dtype"], meta["shape"]]).encode())
+                f.seek(8 + n + start)
+                remaining = end - start
+                while remaining > 0:
+                    chunk = f.read(min(remaining, 1 << 22))
+                    h.update(chunk)
+                    remaining -= len(chunk)
+        else:
+            from tinyemo_core.encoders.hashing import file_sha256
+
+            h.update(file_sha256(path).encode())
+        _IDENTITY_CACHE[ck] = h.hexdigest()
+    return _IDENTITY_CACHE[ck]

@@ -34,8 +34,6 @@ def write_small_config(tmp: Path, **training) -> Path:
     """A copy of flows.yaml whose demo profile is small and stores under ``tmp``."""
     data = yaml.safe_load((ROOT / "flows.yaml").read_text())
     data["storage_root"] = str(tmp / "storage")
-    encoders = data["encoders"]
-    encoders["demo-tiny-clip"]["config_file"] = str(ROOT / encoders["demo-tiny-clip"]["config_file"])
     for spec in data["datasets"].values():
         if spec["root"].startswith("storage/"):
             spec["root"] = str(tmp / spec["root"])

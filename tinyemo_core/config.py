@@ -198,7 +198,7 @@ def load_config(
         for n in roles
     }
     encoder = flows.encoders[spec.encoder]
-    if encoder.config_file:
+    if encoder.config_file and not encoder.config_file.startswith("builtin:"):
         encoder = encoder.model_copy(
             update={"config_file": str(_resolve_path(base, Path(encoder.config_file)))}
         )

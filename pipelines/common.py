@@ -151,7 +151,7 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
         done_rows += len(plan.image_ids)
         update_progress_artifact(progress, 100.0 * done_rows / total)
     for name, infos in results.items():
-        stores[name].commit(infos)
+        tasks.commit_features_task(stores[name], infos)
     rows = [
         {
             "dataset": n,

@@ -42,6 +42,11 @@ def extract_shard_task(key: str, spec, store, plan) -> dict:
     return features.extract_shard(spec, store, plan)
 
 
+@task(name="commit-features", retries=1)
+def commit_features_task(store, new_shards: list[dict]) -> dict:
+    return features.commit_store(store, new_shards)
+
+
 @task(name="embed-labels", **CACHED)
 def embed_labels_task(
     key: str, fingerprint: str, spec, backbone_name: str, pairs: list, storage_root: Path

@@ -114,3 +114,23 @@ def test_label_table_round_trip(tmp_path: Path) -> None:
     assert back.texts[2] == "a scene evoking joy to viewers"
     assert back.index()[("joy", tpl)] == 2
     np.testing.assert_array_equal(back.vectors, vecs)
+
+
+def test_commit_store_builds_a_recorded_faiss_index(tmp_path: Path) -> None:
+    from tinyemo_core.index.faiss_index import load_index
+    from tinyemo_core.stages.features import commit_store
+
+    store = FeatureStore(tmp_path / "s", "enc-a")
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((9, 16)).astype(np.float32)
+    infos = []
+    for k, plan in enumerate(store.plan(_items(9), shard_size=4)):
+        rows = vecs[4 * k : 4 * k + len(plan.image_ids)]
+        infos.append(store.write_shard(plan.name, plan.image_ids, rows, np.arange(len(rows)), {}, "float32"))
+    meta = commit_store(store, infos)
+    assert meta["faiss"]["rows"] == 9 and meta["faiss"]["file"].endswith(".faiss")
+    index = load_index(store.root / meta["faiss"]["file"])
+    ids, stored = store.load()
+    query = stored[5:6].astype(np.float32)
+    _, hits = index.search(query / np.linalg.norm(query), 1)
+    assert ids[hits[0, 0]] == ids[5]

@@ -8,9 +8,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.compute as pc
 
 from tinyemo_core.encoders.specs import VisionEncoderSpec
+from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.store.features import FeatureStore, ShardPlan
 from tinyemo_core.store.manifests import read_manifest
 
@@ -84,3 +86,25 @@ def extract_shard(
         "seconds": seconds,
         "images_per_s": len(plan.image_ids) / max(seconds, 1e-9),
     }
+
+
+def commit_store(store: FeatureStore, new_shards: list[dict], *, build_faiss: bool = True) -> dict[str, Any]:
+    """Build the FAISS index (cosine, over committed + new shards), then write ``_manifest.json`` last.
+
+    The index type is chosen by size (exact below a threshold, IVF above) and the choice is recorded in the
+    manifest; the manifest is still written last, so a kill before it leaves the store incomplete.
+    """
+    extra: dict[str, Any] = {}
+    if build_faiss:
+        from tinyemo_core.index.faiss_index import build_index, save_index
+
+        names = store.shard_names(new_shards)
+        ids, vectors = store.read_shards(names)
+        if len(ids):
+            vecs = np.asarray(vectors, dtype=np.float32)
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            index, info = build_index(vecs, metric="ip")
+            index_name = f"index-{stable_hash(names, length=16)}.faiss"
+            save_index(index, store.root / index_name)
+            extra["faiss"] = {"file": index_name, "rows": len(ids), "normalised": True, **info}
+    return store.commit(new_shards, extra)

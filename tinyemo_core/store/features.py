@@ -146,6 +146,23 @@ class FeatureStore:
         write_json(self.manifest_path, payload)
         return payload
 
+    def read_shards(self, names: Sequence[str], dim: int | None = None) -> tuple[list[str], np.ndarray]:
+        """Ids and vectors of the successful rows of the named shards (memory-mapped, file order)."""
+        ids: list[str] = []
+        blocks: list[np.ndarray] = []
+        for name in names:
+            table = pq.read_table(self.shard_path(name), columns=["image_id", "vector"], memory_map=True)
+            table = table.filter(pc.is_valid(table["vector"]))
+            ids.extend(table["image_id"].to_pylist())
+            blocks.append(column_to_numpy(table["vector"]))
+        vectors = np.concatenate(blocks) if blocks else np.zeros((0, dim or self.dim or 0), np.float16)
+        return ids, vectors
+
+    def shard_names(self, new_shards: Sequence[dict] = ()) -> list[str]:
+        """Names of the committed shards plus ``new_shards`` (what the next commit will list)."""
+        names = {s["name"] for s in (self.manifest() or {}).get("shards", [])}
+        return sorted(names | {s["name"] for s in new_shards})
+
     def load(self, image_ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         """Ids and vectors of every successful row (memory-mapped), optionally restricted and ordered by
         ``image_ids``.
@@ -157,16 +174,7 @@ class FeatureStore:
             raise FileNotFoundError(
                 f"feature store {self.root} is incomplete (no valid {MANIFEST}); run extract"
             )
-        ids: list[str] = []
-        blocks: list[np.ndarray] = []
-        for shard in data["shards"]:
-            table = pq.read_table(
-                self.shard_path(shard["name"]), columns=["image_id", "vector"], memory_map=True
-            )
-            table = table.filter(pc.is_valid(table["vector"]))
-            ids.extend(table["image_id"].to_pylist())
-            blocks.append(column_to_numpy(table["vector"]))
-        vectors = np.concatenate(blocks) if blocks else np.zeros((0, data.get("dim") or 0), np.float16)
+        ids, vectors = self.read_shards([shard["name"] for shard in data["shards"]], data.get("dim"))
         if image_ids is None:
             return ids, vectors
         pos = {i: k for k, i in enumerate(ids)}

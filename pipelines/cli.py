@@ -58,7 +58,12 @@ def run(
         f"[bold]tinyemo[/bold] {flow} · profile [cyan]{cfg.profile}[/cyan] · store {cfg.storage_root}"
     )
     start = time.perf_counter()
-    result = known[flow](config=str(cfg.config_path), profile=profile, overrides=overrides or [])
+    from pipelines.runners import task_runner_from
+
+    runner = task_runner_from(cfg.flows.task_runner)
+    result = known[flow].with_options(task_runner=runner)(
+        config=str(cfg.config_path), profile=profile, overrides=overrides or []
+    )
     console.print(f"[green]{flow} finished in {time.perf_counter() - start:.1f} s[/green]")
     _print_result(result)
 
@@ -135,6 +140,20 @@ def serve_generator(
     console.print(f"serving {model} at http://{host}:{port}/v1 (OpenAI-compatible)")
     serve(model, host, port, served_name=served_name, device=device, trust_remote_code=trust_remote_code)
 
+
+def _register_extensions() -> None:
+    """Commands that live in their own modules (operations; predict)."""
+    from pipelines import ops_cli
+
+    ops_cli.register(app)
+    try:
+        from pipelines import predict
+    except ImportError:  # pragma: no cover - predict is optional while it is being built
+        return
+    predict.register(app)
+
+
+_register_extensions()
 
 if __name__ == "__main__":
     app()

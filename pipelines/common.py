@@ -15,6 +15,7 @@ from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
 from pipelines import tasks
+from pipelines.gpu import gpu_tags
 from tinyemo_core.config import RunConfig, load_config
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.stages import evaluate as evaluate_stage
@@ -23,8 +24,6 @@ from tinyemo_core.stages import train as train_stage
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import label_set_fingerprint, label_table_complete, label_table_path
 from tinyemo_core.store.manifests import manifest_complete, manifest_path
-
-GPU_TAG = "tinyemo-gpu"
 
 
 def run_cached(task, complete: bool, **kwargs) -> Any:
@@ -132,7 +131,7 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
         retries=cfg.spec.extraction.retries,
         refresh_cache=True,
         retry_delay_seconds=exponential_backoff(backoff_factor=1),
-        tags=gpu_tags(cfg),
+        tags=gpu_tags(cfg.encoder.device, cfg.flows.gpu.tag),
     )
     futures = task.map(
         key=[scoped(cfg, p.name) for _, p in plans],
@@ -170,13 +169,6 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
             + " - rerun the flow to redo only these shards"
         )
     return stores
-
-
-def gpu_tags(cfg: RunConfig) -> set[str]:
-    """Tasks that run the vision encoder on a GPU carry the tag gated by the GPU concurrency limit."""
-    from tinyemo_core.encoders.vision import resolve_device
-
-    return {GPU_TAG} if resolve_device(cfg.encoder.device).startswith("cuda") else set()
 
 
 def feature_hashes(stores: dict[str, FeatureStore]) -> dict[str, str]:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 
 def flows() -> dict[str, Callable]:
+    from pipelines.backbones import backbone_added
     from pipelines.build_dataset import build_dataset
     from pipelines.embed_labels import embed_labels
     from pipelines.evaluate import evaluate
@@ -22,5 +23,6 @@ def flows() -> dict[str, Callable]:
             train_projector,
             evaluate,
             generate_qa_profile,
+            backbone_added,
         )
     }

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
 from tinyemo_core.generate.spec import GenerationSpec
+from tinyemo_core.ops_spec import DeploymentSpec, GpuSpec, TaskRunnerSpec
 from tinyemo_core.projector.spec import TrainingSpec
 
 LAYOUTS = (
@@ -32,7 +33,8 @@ LAYOUTS = (
     "csv",
     "jsonl",
 )
-TOP_LEVEL_KEYS = ("storage_root", "encoders", "backbones", "datasets", "deployments", "profiles")
+TOP_LEVEL_KEYS = ("storage_root", "encoders", "backbones", "datasets", "deployments", "task_runner", "gpu",
+                  "profiles")
 
 
 class ConfigError(ValueError):
@@ -90,7 +92,9 @@ class FlowsFile(Strict):
     encoders: dict[str, VisionEncoderSpec]
     backbones: dict[str, BackboneSpec]
     datasets: dict[str, DatasetSpec]
-    deployments: dict[str, dict[str, Any]] = {}
+    deployments: dict[str, DeploymentSpec] = {}
+    task_runner: TaskRunnerSpec = TaskRunnerSpec()
+    gpu: GpuSpec = GpuSpec()
     profiles: dict[str, ProfileSpec]
 
 

@@ -69,7 +69,7 @@ def inventory(root: Path) -> list[StoreEntry]:
                 table.stem,
             )
         )
-    for run in sorted((root / "runs").glob("*")):
+    for run in sorted(p for p in (root / "runs").glob("*") if p.is_dir() and not p.name.startswith(".")):
         meta = read_json(run / "metrics.json") or {}
         out.append(
             StoreEntry(

@@ -14,25 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tinyemo_core.data.adapters import ADAPTERS
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
 from tinyemo_core.generate.spec import GenerationSpec
 from tinyemo_core.ops_spec import DeploymentSpec, GpuSpec, TaskRunnerSpec
 from tinyemo_core.projector.spec import TrainingSpec
 
-LAYOUTS = (
-    "emoset",
-    "webemo",
-    "emotionroi",
-    "emotion6",
-    "fi",
-    "artphoto",
-    "abstract",
-    "unbiasedemo",
-    "emotic",
-    "imagefolder",
-    "csv",
-    "jsonl",
-)
+LAYOUTS = tuple(ADAPTERS)  # one adapter per published layout + generic folders/CSV/JSONL
 TOP_LEVEL_KEYS = ("storage_root", "encoders", "backbones", "datasets", "deployments", "task_runner", "gpu",
                   "profiles")
 

@@ -151,16 +151,7 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
         update_progress_artifact(progress, 100.0 * done_rows / total)
     for name, infos in results.items():
         tasks.commit_features_task(stores[name], infos)
-    rows = [
-        {
-            "dataset": n,
-            "shards": len(i),
-            "images": sum(x["rows"] for x in i),
-            "failed": sum(x["failed"] for x in i),
-            "img_per_s": round(sum(x["rows"] for x in i) / max(sum(x["seconds"] for x in i), 1e-9), 1),
-        }
-        for n, i in results.items()
-    ]
+    rows = [extraction_row(n, i) for n, i in results.items()]
     create_table_artifact(rows, key="extract-features", description=f"Extraction with {cfg.encoder_name}")
     if failures:
         raise RuntimeError(
@@ -169,6 +160,21 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
             + " - rerun the flow to redo only these shards"
         )
     return stores
+
+
+def extraction_row(dataset: str, infos: list[dict]) -> dict:
+    """One table-artifact row: shards, images, failures, throughput and device for a dataset's extraction."""
+    images = sum(x["rows"] for x in infos)
+    peaks = [x["peak_gpu_memory_mb"] for x in infos if x.get("peak_gpu_memory_mb") is not None]
+    return {
+        "dataset": dataset,
+        "shards": len(infos),
+        "images": images,
+        "failed": sum(x["failed"] for x in infos),
+        "img_per_s": round(images / max(sum(x["seconds"] for x in infos), 1e-9), 1),
+        "device": next((x["device"] for x in infos if x.get("device")), "cpu"),
+        "peak_gpu_memory_mb": max(peaks) if peaks else None,
+    }
 
 
 def feature_hashes(stores: dict[str, FeatureStore]) -> dict[str, str]:

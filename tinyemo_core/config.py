@@ -69,6 +69,7 @@ class ProfileSpec(Strict):
     encoder: str
     backbone: str
     demo_data: DemoDataSpec | None = None  # generate the bundled demo datasets before ingesting
+    vocabulary_table: bool = False  # also embed the backbone's whole vocabulary (interpretability, §IV-G)
     extraction: ExtractionSpec = ExtractionSpec()
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()

@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import BackboneSpec
+from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.labels import (
     LabelTable,
@@ -89,3 +90,30 @@ def embed_labels(
         },
     )
     return {"table": str(path), "fingerprint": set_fp, "computed": True, **summary}
+
+
+def vocabulary_table_path(storage_root: Path, backbone_name: str, fingerprint: str) -> Path:
+    return label_table_path(storage_root, backbone_name, "vocab-" + stable_hash("vocabulary", fingerprint))
+
+
+def embed_vocabulary(
+    spec: BackboneSpec, backbone_name: str, storage_root: Path, fingerprint: str
+) -> dict[str, Any]:
+    """The backbone's whole tokenizer vocabulary as a label table + FAISS index (paper §IV-G: nearest tokens
+    to a projected image), in paper mode: each token's own static embedding row."""
+    path = vocabulary_table_path(storage_root, backbone_name, fingerprint)
+    if label_table_complete(path):
+        return {"table": str(path), "computed": False, **read_json(path.with_suffix(".json"))}
+    from tinyemo_core.encoders.labels import load_label_embedder
+    from tinyemo_core.index.faiss_index import build_index, save_index
+
+    embedder = load_label_embedder(spec, storage_root / "models")
+    tokens = embedder.vocabulary()
+    vectors = embedder.embed_vocabulary()
+    index, index_info = build_index(vectors)
+    save_index(index, path.with_suffix(".faiss"))
+    table = LabelTable(tokens, ["<vocabulary>"] * len(tokens), tokens, vectors)
+    summary = write_label_table(
+        path, table, {"backbone": backbone_name, "backbone_fingerprint": fingerprint, "index": index_info}
+    )
+    return {"table": str(path), "computed": True, **summary}

@@ -5,7 +5,7 @@ one run over the same JPEG files: decode+preprocess alone, the bare model loop o
 batches, and the full ``encode_images`` pipeline at several worker counts. ratio = pipeline img/s / bare
 img/s (goal >= 0.9 on CPU for a real-sized model). The last stdout line is a JSON object.
 
-    python bench/extract.py [--images 64] [--batch-size 16] [--workers 0 1]
+    python bench/extract.py [--images 64] [--batch-size 32] [--workers 0 1]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def bench_encoder(name: str, spec: VisionEncoderSpec, paths: list[Path], batch_s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

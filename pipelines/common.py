@@ -100,32 +100,35 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
 
 
 def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, FeatureStore]:
-    """Extract features for images not stored yet, one mapped task per shard; commit each store's manifest."""
+    """Pooled features (and, with ``patch_tokens``, the separate patch-token store) for every new image."""
+    stores = extract_output(cfg, manifests, "pooled")
+    if cfg.encoder.patch_tokens:
+        extract_output(cfg, manifests, "patches")
+    return stores
+
+
+def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> dict[str, FeatureStore]:
+    """Extract one encoder output for images its store lacks: one mapped task per shard, then commit."""
     logger = get_run_logger()
     enc_fp = features.encoder_fingerprint(cfg.encoder)
     stores, plans = {}, []
     for name, desc in manifests.items():
-        store = features.open_store(cfg.storage_root, cfg.encoder_name, name, enc_fp)
+        store = features.open_store(cfg.storage_root, cfg.encoder_name, name, enc_fp, output)
         stores[name] = store
-        plans += [
-            (name, p)
-            for p in features.plan_shards(
-                Path(desc["manifest"]), cfg.datasets[name].root, store, cfg.spec.extraction.shard_size
-            )
-        ]
+        root, size = cfg.datasets[name].root, cfg.spec.extraction.shard_size
+        plans += [(name, p) for p in features.plan_shards(Path(desc["manifest"]), root, store, size)]
     if not plans:
-        logger.info("features: every image already has a %s feature; nothing to extract", cfg.encoder_name)
+        logger.info("features: every image has its %s %s output; nothing to extract", cfg.encoder_name,
+        output)
         return stores
     total = sum(len(p.image_ids) for _, p in plans)
-    logger.info("features: %d images in %d shards to extract with %s", total, len(plans), cfg.encoder_name)
+    logger.info("features: %d images in %d shards to extract (%s, %s)", total, len(plans), cfg.encoder_name,
+                output)  # fmt: skip
     results: dict[str, list[dict]] = {}
-    adopted = [(n, p) for n, p in plans if stores[n].shard_done(p.name)]  # written by a killed run
-    for name, plan in adopted:
+    for name, plan in [(n, p) for n, p in plans if stores[n].shard_done(p.name)]:  # written by a killed run
         results.setdefault(name, []).append({**stores[name].shard_info(plan.name), "seconds": 0.0})
     plans = [(n, p) for n, p in plans if not stores[n].shard_done(p.name)]
-    progress = create_progress_artifact(
-        0.0, key="extract-progress", description="Feature extraction (images %)"
-    )
+    progress = create_progress_artifact(0.0, key=f"extract-{output}-progress", description="Extraction (%)")
     # a shard file that is missing cannot have a valid cached result: always refresh
     task = tasks.extract_shard_task.with_options(
         retries=cfg.spec.extraction.retries,
@@ -134,10 +137,11 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
         tags=gpu_tags(cfg.encoder.device, cfg.flows.gpu.tag),
     )
     futures = task.map(
-        key=[scoped(cfg, p.name) for _, p in plans],
+        key=[scoped(cfg, output + p.name) for _, p in plans],
         spec=unmapped(cfg.encoder),
         store=[stores[n] for n, _ in plans],
         plan=[p for _, p in plans],
+        output=unmapped(output),
     )
     owner = {id(f): plans[i] for i, f in enumerate(futures)}
     done_rows, failures = total - sum(len(p.image_ids) for _, p in plans), []
@@ -150,12 +154,12 @@ def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, Fea
         done_rows += len(plan.image_ids)
         update_progress_artifact(progress, 100.0 * done_rows / total)
     for name, infos in results.items():
-        tasks.commit_features_task(stores[name], infos)
+        tasks.commit_features_task(stores[name], infos, build_faiss=output == "pooled")
     rows = [extraction_row(n, i) for n, i in results.items()]
-    create_table_artifact(rows, key="extract-features", description=f"Extraction with {cfg.encoder_name}")
+    create_table_artifact(rows, key=f"extract-{output}", description=f"Extraction with {cfg.encoder_name}")
     if failures:
         raise RuntimeError(
-            "feature extraction failed for shard(s): "
+            f"feature extraction ({output}) failed for shard(s): "
             + "; ".join(failures)
             + " - rerun the flow to redo only these shards"
         )

@@ -39,15 +39,15 @@ def ingest_task(key: str, fingerprint: str, name: str, spec, storage_root: Path,
 
 
 @task(name="extract-shard", **CACHED)
-def extract_shard_task(key: str, spec, store, plan) -> dict:
+def extract_shard_task(key: str, spec, store, plan, output: str = "pooled") -> dict:
     with DeviceMonitor() as monitor:
-        info = features.extract_shard(spec, store, plan)
+        info = features.extract_shard(spec, store, plan, output=output)
     return {**info, **monitor.summary()}
 
 
 @task(name="commit-features", retries=1)
-def commit_features_task(store, new_shards: list[dict]) -> dict:
-    return features.commit_store(store, new_shards)
+def commit_features_task(store, new_shards: list[dict], build_faiss: bool = True) -> dict:
+    return features.commit_store(store, new_shards, build_faiss=build_faiss)
 
 
 @task(name="embed-labels", **CACHED)

@@ -1,8 +1,12 @@
 """Read ONLY the static input-embedding matrix of a language-model checkpoint (never builds the model).
 
 TinyEmo embeds labels with the LLM's static token-embedding table (REFERENCE_NOTES), so a 7B backbone costs
-one (vocab x hidden) tensor read from its safetensors shard - seconds and a few hundred MB - not 14 GB of
-weights.
+one (vocab x hidden) tensor read from its safetensors shard, not 14 GB of weights. safetensors tensors are
+memory-mapped with numpy at the offsets the file header gives (little-endian, row-major by the format's
+spec), so only the rows a label uses are read and neither torch nor transformers is imported.
+safetensors' own ``framework="numpy"`` reader is not used: it copies the whole tensor and numpy has no
+bfloat16 (Llama checkpoints are bf16); bf16 rows are widened to float32 by a 16-bit shift (exact).
+Legacy ``pytorch_model*.bin`` checkpoints need torch (imported only then).
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
 # Names of the token-embedding matrix across common architectures (Llama/Mistral/Phi/Qwen: embed_tokens;
 # BERT/Bloom: word_embeddings; GPT-2: wte; OpenELM: token_embeddings; GPT-NeoX: embed_in).
@@ -52,7 +58,9 @@ def _safetensors_header(path: Path) -> dict:
         return json.loads(f.read(n))
 
 
-def _bin_state(path: Path) -> dict[str, torch.Tensor]:
+def _bin_state(path: Path) -> dict[str, Any]:
+    import torch
+
     # mmap: only the pages of the tensor we index are read from disk
     return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
@@ -77,15 +85,50 @@ def locate_embedding(model_dir: Path) -> tuple[str, Path]:
     return key, wm[key]
 
 
-def load_embedding_table(model_dir: Path) -> torch.Tensor:
-    """The (vocab, hidden) input-embedding matrix, in its stored dtype, read from one file."""
+_NP_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+
+
+@dataclass(frozen=True)
+class EmbeddingTable:
+    """The (vocab, hidden) matrix as stored (memory-mapped; bf16 kept as uint16 bit patterns)."""
+
+    data: np.ndarray
+    bf16: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape  # type: ignore[return-value]
+
+    def rows(self, ids: np.ndarray | slice) -> np.ndarray:
+        """Rows ``ids`` as float32 (bf16 widened exactly: its bits are the high half of an fp32)."""
+        r = np.asarray(self.data[ids])
+        if self.bf16:
+            return (r.astype(np.uint32) << 16).view(np.float32)
+        return r.astype(np.float32)
+
+
+def read_safetensors_tensor(path: Path, key: str) -> EmbeddingTable:
+    """Memory-map one tensor of a safetensors file (F64/F32/F16/BF16) without reading the rest."""
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        meta = json.loads(f.read(n))[key]
+    if meta["dtype"] not in _NP_DTYPES:
+        raise ValueError(f"{path}: embedding tensor {key!r} has dtype {meta['dtype']}; "
+                         f"supported: {sorted(_NP_DTYPES)}")
+    start, end = meta["data_offsets"]
+    shape = tuple(meta["shape"])
+    data = np.memmap(path, dtype=_NP_DTYPES[meta["dtype"]], mode="r", offset=8 + n + start, shape=shape)
+    if data.nbytes != end - start:
+        raise ValueError(f"{path}: header of {key!r} is inconsistent (shape {shape} vs {end - start} bytes)")
+    return EmbeddingTable(data, bf16=meta["dtype"] == "BF16")
+
+
+def load_embedding_table(model_dir: Path) -> EmbeddingTable:
+    """The (vocab, hidden) input-embedding matrix, read lazily from the one file holding it."""
     key, path = locate_embedding(model_dir)
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            return f.get_tensor(key)
-    return _bin_state(path)[key]
+        return read_safetensors_tensor(path, key)
+    return EmbeddingTable(_bin_state(path)[key].float().numpy())
 
 
 def embedding_identity(model_dir: Path) -> str:

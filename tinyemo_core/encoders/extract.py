@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,22 @@ def _collate(items: list) -> tuple[list[int], torch.Tensor | None, dict[int, str
     return [i for i, _ in ok], batch, errors
 
 
+def _thread_prefetched(dataset: _ImageDataset, batch_size: int) -> Iterator[tuple]:
+    """Collated batches in order, each prepared by a background thread while the caller uses the last."""
+    starts = range(0, len(dataset), batch_size)
+
+    def make(start: int) -> tuple:
+        return _collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinyemo-decode") as pool:
+        pending = pool.submit(make, starts[0]) if starts else None
+        for nxt in [*starts[1:], None]:
+            assert pending is not None
+            ready = pending.result()
+            pending = pool.submit(make, nxt) if nxt is not None else None
+            yield ready
+
+
 def encode_images(
     encoder: VisionEncoder,
     paths: Sequence[Path],
@@ -68,25 +85,25 @@ def encode_images(
 ) -> EncodeResult:
     """Encode ``paths`` with ``encoder``; undecodable files land in ``errors`` instead of raising.
 
-    Workers decode and preprocess in parallel with the forward pass; on CUDA batches are pinned and copied
-    with ``non_blocking`` so the copy overlaps compute.
+    ``num_workers=0``: decode + preprocess run in ONE background thread of this process, one batch ahead of
+    the forward (PIL decoding and torch ops release the GIL), so they overlap without any worker-process
+    start-up or tensor pickling - the fast path for small jobs and few cores. ``num_workers>0``: DataLoader
+    worker processes (many cores, GPU hosts); on CUDA batches are pinned and copied ``non_blocking``.
     """
-    loader = DataLoader(
-        _ImageDataset(paths, encoder.preprocess, load_image or default_load_image),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_collate,
-        pin_memory=encoder.device.startswith("cuda"),
-        prefetch_factor=4 if num_workers > 0 else None,
-    )
+    dataset = _ImageDataset(paths, encoder.preprocess, load_image or default_load_image)
+    if num_workers == 0:
+        batches: Iterator = _thread_prefetched(dataset, batch_size)
+    else:
+        batches = iter(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                  collate_fn=_collate, pin_memory=encoder.device.startswith("cuda"),
+                                  prefetch_factor=4))
     want_patches = encoder.spec.patch_tokens
     vecs: list[np.ndarray] = []
     toks: list[np.ndarray] = []
     ok_index: list[int] = []
     errors: dict[int, str] = {}
     with tqdm(total=len(paths), disable=not progress, desc=f"encode {encoder.spec.model}", unit="img") as bar:
-        for idx, batch, errs in loader:
+        for idx, batch, errs in batches:
             errors.update(errs)
             if batch is not None:
                 out = encoder.encode_batch(batch, patches=want_patches)

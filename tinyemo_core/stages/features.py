@@ -19,18 +19,28 @@ from tinyemo_core.store.manifests import read_manifest
 _LOCK = threading.Lock()
 
 
-def feature_store_root(storage_root: Path, encoder_name: str, dataset: str) -> Path:
-    return storage_root / "features" / encoder_name / dataset
+OUTPUTS = ("pooled", "patches")
+
+
+def feature_store_root(storage_root: Path, encoder_name: str, dataset: str, output: str = "pooled") -> Path:
+    """``features/<encoder>/<dataset>``; patch tokens: their own store ``features/<encoder>.patches/``."""
+    folder = encoder_name if output == "pooled" else f"{encoder_name}.{output}"
+    return storage_root / "features" / folder / dataset
 
 
 def encoder_fingerprint(spec: VisionEncoderSpec) -> str:
-    from tinyemo_core.encoders.vision import vision_fingerprint
+    from tinyemo_core.encoders.fingerprints import vision_fingerprint
 
     return vision_fingerprint(spec)
 
 
-def open_store(storage_root: Path, encoder_name: str, dataset: str, fingerprint: str) -> FeatureStore:
-    return FeatureStore(feature_store_root(storage_root, encoder_name, dataset), fingerprint)
+def open_store(
+    storage_root: Path, encoder_name: str, dataset: str, fingerprint: str, output: str = "pooled"
+) -> FeatureStore:
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown encoder output {output!r}; choose one of {OUTPUTS}")
+    fp = fingerprint if output == "pooled" else f"{fingerprint}:{output}"
+    return FeatureStore(feature_store_root(storage_root, encoder_name, dataset, output), fp)
 
 
 def plan_shards(manifest: Path, dataset_root: Path, store: FeatureStore, shard_size: int) -> list[ShardPlan]:
@@ -58,14 +68,21 @@ def load_encoder(spec: VisionEncoderSpec):
 
 
 def extract_shard(
-    spec: VisionEncoderSpec, store: FeatureStore, plan: ShardPlan, *, progress: bool = False
+    spec: VisionEncoderSpec, store: FeatureStore, plan: ShardPlan, *, output: str = "pooled",
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Encode one shard's images and write it; a shard already on disk (from a killed run) is reused."""
+    """Encode one shard's images and write it; a shard already on disk (from a killed run) is reused.
+
+    ``output="patches"`` stores the patch tokens (hidden_states[-2], CLS dropped; the reasoning stage's input)
+    flattened per image, in the separate patch store.
+    """
     if store.shard_done(plan.name):
         return {**store.shard_info(plan.name), "computed": False, "seconds": 0.0}
     from tinyemo_core.data.images import load_rgb
     from tinyemo_core.encoders.extract import encode_images
 
+    if output == "patches":
+        spec = spec.model_copy(update={"patch_tokens": True})
     encoder = load_encoder(spec)
     start = time.perf_counter()
     result = encode_images(
@@ -76,9 +93,15 @@ def extract_shard(
         progress=progress,
         load_image=load_rgb,
     )
+    vectors = result.vectors
+    if output == "patches":
+        patches = result.patches if result.patches is not None else np.zeros((0, 0, 0), np.float32)
+        vectors = patches.reshape(len(patches), -1)
     info = store.write_shard(
-        plan.name, plan.image_ids, result.vectors, result.ok_index, result.errors, dtype=spec.store_dtype
+        plan.name, plan.image_ids, vectors, result.ok_index, result.errors, dtype=spec.store_dtype
     )
+    if output == "patches" and len(result.ok_index):
+        info["tokens"], info["width"] = int(result.patches.shape[1]), int(result.patches.shape[2])
     seconds = time.perf_counter() - start
     return {
         **info,

@@ -52,7 +52,7 @@ def label_pairs(datasets: dict[str, DatasetSpec], manifests: dict[str, str]) -> 
 
 
 def backbone_fingerprint(spec: BackboneSpec) -> str:
-    from tinyemo_core.encoders.labels import backbone_fingerprint as fp
+    from tinyemo_core.encoders.fingerprints import backbone_fingerprint as fp
 
     return fp(spec)
 

@@ -1,0 +1,178 @@
+"""Predict emotions for new images with a trained run: encode, project, rank any label set by cosine.
+
+The ranked list with cosine scores is the paper's "rank of emotions" (TinyEmo Fig. 2). Label vectors come
+from the label store where cached; only unseen label texts are embedded with the run's backbone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyemo_core.config import RunConfig
+from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.labels import render
+
+
+@dataclass
+class Prediction:
+    """One image's ranked labels (best first) with their cosine scores, or the reason it was skipped."""
+
+    image: str
+    labels: list[str]
+    scores: list[float]
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finished(run_dir: Path) -> bool:
+    return bool((read_json(run_dir / "metrics.json") or {}).get("done"))
+
+
+def resolve_run(run: str, storage_root: Path) -> Path:
+    """``run`` as a run folder path, a folder name under ``<storage>/runs``, or ``latest`` (the most
+    recently finished run)."""
+    runs = Path(storage_root) / "runs"
+    if run == "latest":
+        done = [p for p in runs.glob("*") if p.is_dir() and _finished(p)]
+        if not done:
+            raise FileNotFoundError(f"no finished run under {runs}; train one (tinyemo run train-projector)")
+        return max(done, key=lambda p: (p / "metrics.json").stat().st_mtime_ns)
+    for candidate in (Path(run).expanduser(), runs / run):
+        if candidate.is_dir():
+            if not _finished(candidate):
+                raise FileNotFoundError(f"{candidate} holds no finished projector run (no done metrics.json)")
+            return candidate.resolve()
+    known = sorted(p.name for p in runs.glob("*") if p.is_dir())
+    raise FileNotFoundError(f"run {run!r} not found (neither a folder nor under {runs}); "
+                            f"known runs: {', '.join(known) or 'none'}; or pass --run latest")
+
+
+def run_models(run_dir: Path) -> tuple[str, str]:
+    """(encoder name, backbone name) from a run folder named ``<encoder>__<backbone>__<fingerprint>``."""
+    parts = Path(run_dir).name.split("__")
+    if len(parts) != 3:
+        raise ValueError(f"run folder {Path(run_dir).name!r} is not named <encoder>__<backbone>__<fp>; "
+                         "cannot tell which encoder and backbone it was trained with")
+    return parts[0], parts[1]
+
+
+def config_for_run(cfg: RunConfig, run_dir: Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """``cfg`` re-resolved with the run's encoder and backbone (named in the run folder) if they differ."""
+    from tinyemo_core.config import load_config
+
+    encoder, backbone = run_models(run_dir)
+    for what, name, known in (("encoder", encoder, cfg.flows.encoders), ("backbone", backbone,
+                                                                          cfg.flows.backbones)):
+        if name not in known:
+            raise ValueError(f"run {run_dir.name} was trained with {what} {name!r}, which "
+                             f"{cfg.config_path} does not define; add it under {what}s: or pass --config")
+    if (encoder, backbone) == (cfg.encoder_name, cfg.backbone_name):
+        return cfg
+    pick = [f"encoder={encoder}", f"backbone={backbone}"]
+    return load_config(cfg.config_path, cfg.profile, [*overrides, *pick])
+
+
+def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders expanded recursively to their image files (sorted)."""
+    from tinyemo_core.data.images import IMAGE_EXTENSIONS
+
+    out: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            out += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif item.is_file():
+            out.append(item)
+        else:
+            raise FileNotFoundError(f"{item} is neither an image file nor a folder")
+    if not out:
+        raise FileNotFoundError(f"no image files found in {', '.join(map(str, inputs))}")
+    return out
+
+
+def label_set(cfg: RunConfig, labels: str | None = None, taxonomy: str | None = None,
+              template: str | None = None) -> list[tuple[str, str]]:
+    """(word, text) pairs to rank: ``labels`` (comma-separated), a registered taxonomy, or a dataset of the
+    profile (its own labels and template); default: the labels of the profile's held-in datasets."""
+    from tinyemo_core.data.taxonomy import TAXONOMIES, get_taxonomy
+
+    if labels and taxonomy:
+        raise ValueError("pass either --labels or --taxonomy, not both")
+    if labels:
+        words = [w.strip() for w in labels.split(",") if w.strip()]
+        if not words:
+            raise ValueError("--labels is empty; e.g. --labels 'joy,sadness,anger'")
+        return [(w, render(template or "{label}", w)) for w in dict.fromkeys(words)]
+    if taxonomy and taxonomy not in cfg.datasets:
+        if taxonomy not in TAXONOMIES:
+            raise ValueError(f"unknown taxonomy {taxonomy!r}; known taxonomies: {', '.join(TAXONOMIES)}; "
+                             f"or a dataset of profile {cfg.profile}: {', '.join(cfg.datasets)}")
+        words = list(get_taxonomy(taxonomy).labels)
+        if not words:
+            raise ValueError(f"taxonomy {taxonomy!r} has no fixed label set; pass --labels")
+        return [(w, render(template or "{label}", w)) for w in words]
+    names = [taxonomy] if taxonomy else [n for n, r in cfg.roles.items() if r == "held_in"]
+    pairs: dict[str, str] = {}
+    for name in names:
+        for word in _dataset_words(cfg, name):
+            pairs.setdefault(word, render(template or cfg.datasets[name].template, word))
+    return list(pairs.items())
+
+
+def _dataset_words(cfg: RunConfig, name: str) -> list[str]:
+    from tinyemo_core.stages.ingest import ingest_fingerprint
+    from tinyemo_core.stages.labels import dataset_labels
+    from tinyemo_core.store.manifests import manifest_complete, manifest_path
+
+    path = manifest_path(cfg.storage_root, name, ingest_fingerprint(name, cfg.datasets[name]))
+    if not manifest_complete(path):
+        raise FileNotFoundError(f"dataset {name} has no manifest yet (run `tinyemo run build-dataset`), "
+                                "or pass --labels / --taxonomy")
+    return dataset_labels(path)
+
+
+def predict(
+    paths: Sequence[Path],
+    run_dir: Path,
+    cfg: RunConfig,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    which: str = "best",
+    batch_size: int | None = None,
+) -> tuple[list[Prediction], dict[str, Any]]:
+    """Rank ``pairs`` (word, text) for every image; ``cfg`` must carry the run's encoder and backbone
+    (see :func:`config_for_run`). Undecodable images get ``error`` instead of stopping the batch."""
+    from tinyemo_core.data.images import load_rgb
+    from tinyemo_core.encoders.extract import encode_images
+    from tinyemo_core.evaluate.label_lookup import label_vectors
+    from tinyemo_core.projector.io import load_projector, project
+    from tinyemo_core.stages.features import load_encoder
+
+    model = load_projector(run_dir, which=which)  # type: ignore[arg-type]
+    lookup = label_vectors(cfg.backbone, cfg.backbone_name, cfg.storage_root, [t for _, t in pairs])
+    vectors = lookup.stack([t for _, t in pairs])
+    if vectors.shape[1] != model.out_dim:
+        raise ValueError(f"backbone {cfg.backbone_name} embeds labels in {vectors.shape[1]} dims but run "
+                         f"{run_dir.name} projects to {model.out_dim}; use the run's backbone")
+    encoder = load_encoder(cfg.encoder)
+    if encoder.dim != model.in_dim:
+        raise ValueError(f"encoder {cfg.encoder_name} gives {encoder.dim}-d features but run {run_dir.name} "
+                         f"expects {model.in_dim}; use the encoder the run was trained on")
+    result = encode_images(encoder, list(paths), batch_size=batch_size or cfg.encoder.batch_size,
+                           num_workers=0, progress=False, load_image=load_rgb)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    cos = project(model, result.vectors) @ vectors.T if len(result.vectors) else np.zeros((0, len(pairs)))
+    words = [w for w, _ in pairs]
+    out: list[Prediction] = [Prediction(str(p), [], [], result.errors.get(i)) for i, p in enumerate(paths)]
+    for row, i in enumerate(result.ok_index.tolist()):
+        order = np.argsort(-cos[row], kind="stable")
+        out[i] = Prediction(str(paths[i]), [words[j] for j in order], [float(cos[row, j]) for j in order])
+    info = {"run": str(run_dir), "encoder": cfg.encoder_name, "backbone": cfg.backbone_name,
+            "labels_cached": lookup.cached, "labels_embedded": lookup.embedded}
+    return out, info

@@ -28,6 +28,11 @@ class DatasetSplit:
     features: np.ndarray
     labels: list[str]
     candidates: list[str]
+    label_lists: list[list[str]] | None = None  # every label of each row (multi-label datasets, e.g. EMOTIC)
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.label_lists) and any(len(x) > 1 for x in self.label_lists)
 
 
 def load_split(name: str, manifest: Path, store: FeatureStore, split: str | tuple[str, ...]) -> DatasetSplit:
@@ -35,12 +40,14 @@ def load_split(name: str, manifest: Path, store: FeatureStore, split: str | tupl
     splits)."""
     table = read_manifest(manifest)
     table = table.filter(pc.equal(table["status"], "ok"))
-    candidates = sorted(set(table["label"].to_pylist()))
+    lists = table["labels"].to_pylist() if "labels" in table.column_names else None
+    candidates = sorted(set(table["label"].to_pylist()).union(*(lists or [])))
     splits = (split,) if isinstance(split, str) else split
     table = table.filter(pc.is_in(table["split"], pc.cast(list(splits), "string")))
     ids = table["image_id"].to_pylist()
     _, feats = store.load(ids)
-    return DatasetSplit(name, ids, feats, table["label"].to_pylist(), candidates)
+    lists = table["labels"].to_pylist() if lists is not None else None
+    return DatasetSplit(name, ids, feats, table["label"].to_pylist(), candidates, lists)
 
 
 def label_ids(table: LabelTable, words: list[str], template: str) -> np.ndarray:

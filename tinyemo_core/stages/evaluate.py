@@ -8,9 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
-from tinyemo_core.stages.assemble import label_ids, load_split
+from tinyemo_core.stages.assemble import DatasetSplit, label_ids, load_split
 from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table
@@ -60,7 +62,7 @@ def evaluate(
 
     table = read_label_table(Path(label_table))
     model = load_projector(run_dir, which=which)
-    scores, projected_by_ds = {}, {}
+    scores, projected_by_ds, multi = {}, {}, {}
     for name, spec in datasets.items():
         split = load_split(name, Path(manifests[name]), stores[name], "test")
         projected = project(model, split.features)
@@ -69,7 +71,11 @@ def evaluate(
             projected, split.labels, split.candidates, cand_vectors, sample_ids=split.image_ids
         )
         projected_by_ds[name] = projected
+        if split.multi_label:
+            multi[name] = multi_label_scores(projected, split, cand_vectors)
     summary = summarise(scores, roles)
+    for name, extra in multi.items():
+        summary["datasets"][name].update(extra)
     paths = write_report(summary, scores, out_dir, title=title, projected=projected_by_ds if tsne else None)
     return {
         "report_dir": str(out_dir),
@@ -77,3 +83,18 @@ def evaluate(
         "summary": summary,
         "files": {k: str(v) for k, v in paths.items()},
     }
+
+
+def multi_label_scores(
+    projected: np.ndarray, split: DatasetSplit, cand_vectors: np.ndarray
+) -> dict[str, Any]:
+    """Multi-label datasets (EMOTIC, seed 003): mean average precision over categories, each image's cosine
+    to every candidate label as its score (categories without a positive in the split are skipped)."""
+    from tinyemo_core.evaluate.metrics import mean_average_precision
+
+    index = {c: i for i, c in enumerate(split.candidates)}
+    targets = np.zeros((len(split.image_ids), len(split.candidates)), dtype=bool)
+    for row, words in enumerate(split.label_lists or []):
+        targets[row, [index[w] for w in words]] = True
+    result = mean_average_precision(projected @ np.asarray(cand_vectors, np.float32).T, targets)
+    return {"mAP": result.map, "mAP_skipped_categories": result.skipped}

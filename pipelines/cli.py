@@ -39,7 +39,8 @@ def run(
     flow: Annotated[
         str,
         typer.Argument(
-            help="build-dataset | extract-features | embed-labels | train-projector | evaluate | generate-qa"
+            help="build-dataset | extract-features | embed-labels | train-projector | evaluate | "
+            "generate-qa | dataset-ablation | encoder-backbone-grid | backbone-added"
         ),
     ],
     config: ConfigOpt = Path("flows.yaml"),
@@ -69,6 +70,12 @@ def run(
 
 
 def _print_result(result: dict) -> None:
+    if result.get("markdown") and Path(result["markdown"]).exists():
+        from rich.markdown import Markdown
+
+        console.print(Markdown(Path(result["markdown"]).read_text()))
+        console.print(f"Table: [bold]{result['markdown']}[/bold]")
+        return
     summary = result.get("summary") or {}
     if summary.get("datasets"):
         table = Table(title="Accuracy per dataset (own label set, exact match)")
@@ -146,10 +153,8 @@ def _register_extensions() -> None:
     from pipelines import ops_cli
 
     ops_cli.register(app)
-    try:
-        from pipelines import predict
-    except ImportError:  # pragma: no cover - predict is optional while it is being built
-        return
+    from pipelines import predict
+
     predict.register(app)
 
 

@@ -10,6 +10,7 @@ def flows() -> dict[str, Callable]:
     from pipelines.build_dataset import build_dataset
     from pipelines.embed_labels import embed_labels
     from pipelines.evaluate import evaluate
+    from pipelines.experiments import dataset_ablation, encoder_backbone_grid
     from pipelines.extract_features import extract_features
     from pipelines.generate_qa import generate_qa_profile
     from pipelines.train_projector import train_projector
@@ -24,5 +25,7 @@ def flows() -> dict[str, Callable]:
             evaluate,
             generate_qa_profile,
             backbone_added,
+            dataset_ablation,
+            encoder_backbone_grid,
         )
     }

@@ -21,6 +21,7 @@ from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.stages import evaluate as evaluate_stage
 from tinyemo_core.stages import features, ingest, labels
 from tinyemo_core.stages import train as train_stage
+from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import label_set_fingerprint, label_table_complete, label_table_path
 from tinyemo_core.store.manifests import manifest_complete, manifest_path
@@ -245,7 +246,7 @@ def ensure_training(cfg: RunConfig, manifests: dict, stores: dict, label_desc: d
         cfg.spec.training,
     )
     out_dir = train_stage.run_dir(cfg.storage_root, cfg.encoder_name, cfg.backbone_name, fp)
-    done = (out_dir / "metrics.json").exists()
+    done = bool((read_json(out_dir / "metrics.json") or {}).get("done"))
     progress = (
         None if done else create_progress_artifact(0.0, key="train-progress", description="Projector epochs")
     )

@@ -5,6 +5,8 @@ Exact label match, every test sample scored (the reference's substring match and
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +78,13 @@ def evaluate(
     summary = summarise(scores, roles)
     for name, extra in multi.items():
         summary["datasets"][name].update(extra)
-    paths = write_report(summary, scores, out_dir, title=title, projected=projected_by_ds if tsne else None)
+    # the report folder is written under a temporary name and renamed into place: report.json => complete
+    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    written = write_report(summary, scores, tmp_dir, title=title, projected=projected_by_ds if tsne else None)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp_dir, out_dir)
+    paths = {k: out_dir / Path(v).relative_to(tmp_dir) for k, v in written.items()}
     return {
         "report_dir": str(out_dir),
         "computed": True,

@@ -110,17 +110,13 @@ def status(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo")
     cfg = _config(config, profile, [])
     entries = inventory(cfg.storage_root)
     table = Table(title=f"Stores under {cfg.storage_root}")
-    for col in ("kind", "name", "complete", "rows", "size", "fingerprint"):
+    for col in ("kind", "name", "complete", "rows", "size", "fingerprint", "produced by"):
         table.add_column(col)
     for e in entries:
-        table.add_row(
-            e.kind,
-            e.name,
-            "[green]yes[/green]" if e.complete else "[red]no[/red]",
-            "" if e.rows is None else str(e.rows),
-            f"{e.size_bytes / 1e6:.2f} MB",
-            (e.fingerprint or "")[:16],
-        )
+        done = "[green]yes[/green]" if e.complete else "[red]no[/red]"
+        rows = "" if e.rows is None else str(e.rows)
+        size = f"{e.size_bytes / 1e6:.2f} MB"
+        table.add_row(e.kind, e.name, done, rows, size, (e.fingerprint or "")[:16], e.produced_by)
     console.print(table if entries else "no stores yet: run `tinyemo run build-dataset`")
 
 

@@ -119,18 +119,15 @@ def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> d
         root, size = cfg.datasets[name].root, cfg.spec.extraction.shard_size
         plans += [(name, p) for p in features.plan_shards(Path(desc["manifest"]), root, store, size)]
     if not plans:
-        logger.info("features: every image has its %s %s output; nothing to extract", cfg.encoder_name,
-        output)
+        logger.info("features: no image lacks its %s %s output", cfg.encoder_name, output)
         return stores
     total = sum(len(p.image_ids) for _, p in plans)
     logger.info("features: %d images in %d shards to extract (%s, %s)", total, len(plans), cfg.encoder_name,
                 output)  # fmt: skip
     results: dict[str, list[dict]] = {}
-    for name, plan in [(n, p) for n, p in plans if stores[n].shard_done(p.name)]:  # written by a killed run
-        results.setdefault(name, []).append({**stores[name].shard_info(plan.name), "seconds": 0.0})
-    plans = [(n, p) for n, p in plans if not stores[n].shard_done(p.name)]
     progress = create_progress_artifact(0.0, key=f"extract-{output}-progress", description="Extraction (%)")
-    # a shard file that is missing cannot have a valid cached result: always refresh
+    # shards are planned only while the store lacks them, so a cached result cannot be trusted: always
+    # refresh; a shard file a killed run already renamed into place is adopted by the task itself
     task = tasks.extract_shard_task.with_options(
         retries=cfg.spec.extraction.retries,
         refresh_cache=True,
@@ -145,7 +142,7 @@ def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> d
         output=unmapped(output),
     )
     owner = {id(f): plans[i] for i, f in enumerate(futures)}
-    done_rows, failures = total - sum(len(p.image_ids) for _, p in plans), []
+    done_rows, failures = 0, []
     for fut in as_completed(futures):
         name, plan = owner[id(fut)]
         try:

@@ -8,6 +8,8 @@ truth (a flow refreshes the cache when the store behind a key is gone, see ``pip
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from pipelines.gpu import DeviceMonitor
+from tinyemo_core.provenance import recorded_as
 from tinyemo_core.stages import evaluate as evaluate_stage
 from tinyemo_core.stages import features, ingest, labels
 from tinyemo_core.stages import train as train_stage
@@ -28,17 +31,34 @@ def by_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 CACHED = {"cache_key_fn": by_key, "persist_result": True}
 
 
+def recorded(fn: Callable) -> Callable:
+    """Run a task body with its Prefect run identity recorded into every store it writes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from prefect.runtime import flow_run, task_run
+
+        with recorded_as(flow=flow_run.flow_name, flow_run=flow_run.name, flow_run_id=flow_run.id,
+                         task_run=task_run.name):  # fmt: skip
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 @task(name="demo-data", **CACHED)
+@recorded
 def demo_data_task(key: str, storage_root: Path, spec) -> dict:
     return ingest.make_demo_data(storage_root, spec)
 
 
 @task(name="ingest", retries=1, **CACHED)
+@recorded
 def ingest_task(key: str, fingerprint: str, name: str, spec, storage_root: Path, workers: int) -> dict:
     return ingest.ingest(name, spec, storage_root, fingerprint, workers=workers, progress=False)
 
 
 @task(name="extract-shard", **CACHED)
+@recorded
 def extract_shard_task(key: str, spec, store, plan, output: str = "pooled") -> dict:
     with DeviceMonitor() as monitor:
         info = features.extract_shard(spec, store, plan, output=output)
@@ -46,11 +66,13 @@ def extract_shard_task(key: str, spec, store, plan, output: str = "pooled") -> d
 
 
 @task(name="commit-features", retries=1)
+@recorded
 def commit_features_task(store, new_shards: list[dict], build_faiss: bool = True) -> dict:
     return features.commit_store(store, new_shards, build_faiss=build_faiss)
 
 
 @task(name="embed-labels", **CACHED)
+@recorded
 def embed_labels_task(
     key: str, fingerprint: str, spec, backbone_name: str, pairs: list, storage_root: Path
 ) -> dict:
@@ -58,11 +80,13 @@ def embed_labels_task(
 
 
 @task(name="embed-vocabulary", **CACHED)
+@recorded
 def embed_vocabulary_task(key: str, fingerprint: str, spec, backbone_name: str, storage_root: Path) -> dict:
     return labels.embed_vocabulary(spec, backbone_name, storage_root, fingerprint)
 
 
 @task(name="train-projector", **CACHED)
+@recorded
 def train_task(
     key: str, held_in, manifests, stores, label_table: str, spec, out_dir: Path, on_epoch=None
 ) -> dict:
@@ -74,6 +98,7 @@ def train_task(
 
 
 @task(name="evaluate", **CACHED)
+@recorded
 def evaluate_task(
     key: str,
     run_dir: Path,

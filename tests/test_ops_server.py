@@ -106,7 +106,7 @@ def test_serve_run_by_name_and_backbone_trigger(tmp_path: Path, server: ServerHa
             build = client.read_deployment_by_name("build-dataset/demo")
             flow_run = _wait_run(client, build.id, 10)
             assert flow_run.state.is_completed()
-            assert {"ingest", "extract-features", "embed-labels", "train-projector", "evaluation"} <= \
+            assert {"ingest", "extract-pooled", "embed-labels", "train-projector", "evaluation"} <= \
                 _artifact_keys(client, flow_run.id)
             storage = tmp_path / "storage"
             features = _snapshot(storage)

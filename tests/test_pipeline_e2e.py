@@ -34,6 +34,13 @@ def test_build_dataset_end_to_end_and_cached(tmp_path: Path, small_config, prefe
     quarantined = [json.loads(m.read_text())["counts"]["quarantined"] for m in manifests]
     assert sum(sum(q.values()) for q in quarantined) >= 1
 
+    # every store records the Prefect run that produced it (tinyemo status shows it)
+    from tinyemo_core.store.inventory import inventory
+
+    entries = inventory(storage)
+    assert {e.kind for e in entries} == {"manifest", "features", "labels", "run", "evaluation"}
+    assert all(e.complete and e.produced_by.startswith("build-dataset/") for e in entries), entries
+
     features = _snapshot(storage, "features/**/*")
     labels = _snapshot(storage, "labels/**/*")
     runs = _snapshot(storage, "runs/**/*")

@@ -14,8 +14,9 @@ import numpy as np
 
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.provenance import current
 from tinyemo_core.stages.assemble import DatasetSplit, label_ids, load_split
-from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.atomic import read_json, write_json
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table
 
@@ -82,6 +83,7 @@ def evaluate(
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     written = write_report(summary, scores, tmp_dir, title=title, projected=projected_by_ds if tsne else None)
+    write_json(tmp_dir / "provenance.json", current())
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp_dir, out_dir)
     paths = {k: out_dir / Path(v).relative_to(tmp_dir) for k, v in written.items()}

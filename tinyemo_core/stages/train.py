@@ -9,8 +9,9 @@ from typing import Any
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.projector.spec import TrainingSpec
+from tinyemo_core.provenance import current
 from tinyemo_core.stages.assemble import joint_arrays, load_split, synonym_map
-from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.atomic import read_json, write_json
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table
 
@@ -80,6 +81,7 @@ def train(
         progress=progress,
         on_epoch=on_epoch,
     )
+    write_json(out_dir / "provenance.json", current())
     return {
         "run_dir": str(out_dir),
         "computed": True,

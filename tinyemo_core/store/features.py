@@ -10,7 +10,6 @@ only.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tinyemo_core.fingerprint import CODE_VERSIONS, stable_hash
+from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import read_json, write_json, write_parquet
 from tinyemo_core.store.vectors import column_to_numpy, vector_array
 
@@ -140,7 +140,7 @@ class FeatureStore:
             "failed": sum(s["failed"] for s in shards),
             "dim": next((s["dim"] for s in shards if s["dim"]), self.dim),
             "content_hash": stable_hash([(s["name"], s["rows"]) for s in shards]),
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "produced_by": current(),
             **(extra or {}),
         }
         write_json(self.manifest_path, payload)

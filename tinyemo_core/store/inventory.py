@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinyemo_core.provenance import describe
 from tinyemo_core.store.atomic import read_json
 
 
@@ -17,6 +19,7 @@ class StoreEntry:
     rows: int | None
     size_bytes: int
     fingerprint: str | None
+    produced_by: str = ""
 
 
 def _size(path: Path) -> int:
@@ -25,67 +28,36 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _entry(kind: str, name: str, path: Path, meta: dict | None, fingerprint: str | None, complete=None):
+    """An entry whose completion marker is ``meta`` (None: incomplete) unless ``complete`` says otherwise."""
+    meta_d = meta or {}
+    done = meta is not None if complete is None else complete
+    by = describe(meta_d.get("produced_by"))
+    return StoreEntry(kind, name, path, done, meta_d.get("rows"), _size(path), fingerprint, by)
+
+
+def _dirs(folder: Path, pattern: str) -> Iterator[Path]:
+    return (p for p in sorted(folder.glob(pattern)) if p.is_dir() and not p.name.startswith("."))
+
+
 def inventory(root: Path) -> list[StoreEntry]:
     """List the stores under ``root`` (a store without its completion marker is reported incomplete)."""
     out: list[StoreEntry] = []
-    for pq_path in sorted((root / "manifests").glob("*/*.parquet")):
-        meta = read_json(pq_path.with_suffix(".json"))
-        out.append(
-            StoreEntry(
-                "manifest",
-                pq_path.parent.name,
-                pq_path,
-                meta is not None,
-                (meta or {}).get("rows"),
-                _size(pq_path),
-                pq_path.stem,
-            )
-        )
-    for store in sorted((root / "features").glob("*/*")):
-        if not store.is_dir():
-            continue
+    for path in sorted((root / "manifests").glob("*/*.parquet")):
+        meta = read_json(path.with_suffix(".json"))
+        out.append(_entry("manifest", path.parent.name, path, meta, path.stem))
+    for store in _dirs(root / "features", "*/*"):
         meta = read_json(store / "_manifest.json")
-        out.append(
-            StoreEntry(
-                "features",
-                f"{store.parent.name}/{store.name}",
-                store,
-                meta is not None,
-                (meta or {}).get("rows"),
-                _size(store),
-                (meta or {}).get("encoder_fingerprint"),
-            )
-        )
-    for table in sorted((root / "labels").glob("*/*.parquet")):
-        meta = read_json(table.with_suffix(".json"))
-        out.append(
-            StoreEntry(
-                "labels",
-                table.parent.name,
-                table,
-                meta is not None,
-                (meta or {}).get("rows"),
-                _size(table),
-                table.stem,
-            )
-        )
-    for run in sorted(p for p in (root / "runs").glob("*") if p.is_dir() and not p.name.startswith(".")):
-        meta = read_json(run / "metrics.json") or {}
-        out.append(
-            StoreEntry(
-                "run", run.name, run, bool(meta.get("done")), None, _size(run), run.name.split("__")[-1]
-            )
-        )
-        for ev in sorted(run.glob("eval-*")):
-            out.append(
-                StoreEntry(
-                    "evaluation",
-                    f"{run.name}/{ev.name}",
-                    ev,
-                    (ev / "report.json").exists(),
-                    None,
-                    _size(ev),
-                    ev.name[5:],
-                )
-            )
+        fp = (meta or {}).get("encoder_fingerprint")
+        out.append(_entry("features", f"{store.parent.name}/{store.name}", store, meta, fp))
+    for path in sorted((root / "labels").glob("*/*.parquet")):
+        out.append(_entry("labels", path.parent.name, path, read_json(path.with_suffix(".json")), path.stem))
+    for run in _dirs(root / "runs", "*"):
+        done = bool((read_json(run / "metrics.json") or {}).get("done"))
+        meta = {"produced_by": read_json(run / "provenance.json")}
+        out.append(_entry("run", run.name, run, meta, run.name.split("__")[-1], complete=done))
+        for ev in _dirs(run, "eval-*"):
+            meta = {"produced_by": read_json(ev / "provenance.json")}
+            done = (ev / "report.json").exists()
+            out.append(_entry("evaluation", f"{run.name}/{ev.name}", ev, meta, ev.name[5:], complete=done))
     return out

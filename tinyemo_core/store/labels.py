@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import read_json, write_json, write_parquet
 from tinyemo_core.store.vectors import column_to_numpy, vector_array
 
@@ -59,7 +60,12 @@ def write_label_table(path: Path, table: LabelTable, summary: dict) -> dict:
         }
     )
     write_parquet(path, arrow)
-    summary = {**summary, "rows": len(table.labels), "dim": int(table.vectors.shape[1])}
+    summary = {
+        **summary,
+        "rows": len(table.labels),
+        "dim": int(table.vectors.shape[1]),
+        "produced_by": current(),
+    }
     write_json(path.with_suffix(".json"), summary)
     return summary
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tinyemo_core.fingerprint import stable_hash, step_fingerprint
+from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import read_json, write_json, write_parquet
 
 
@@ -53,7 +54,12 @@ def manifest_complete(path: Path) -> bool:
 def write_manifest(path: Path, table: pa.Table, summary: dict[str, Any]) -> dict[str, Any]:
     """Write the manifest table, then its summary (row counts, content hash) as the completion marker."""
     write_parquet(path, table)
-    summary = {**summary, "rows": table.num_rows, "content_hash": content_hash(table)}
+    summary = {
+        **summary,
+        "rows": table.num_rows,
+        "content_hash": content_hash(table),
+        "produced_by": current(),
+    }
     write_json(path.with_suffix(".json"), summary)
     return summary
 

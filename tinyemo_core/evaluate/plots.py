@@ -62,3 +62,25 @@ def plot_tsne(points: np.ndarray, point_labels: Sequence[str], label_names: Sequ
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_training_curves(history: Sequence[dict], path: Path, title: str = "Projector training") -> Path:
+    """Training loss and mean validation accuracy per epoch (the best epoch marked) as one PNG."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax_loss = plt.subplots(figsize=(6, 3.5))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], color="tab:blue", marker="o", ms=3)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("train loss", color="tab:blue")
+    val = [(h["epoch"], h["val_acc"]) for h in history if h.get("val_acc") is not None]
+    if val:
+        ax_acc = ax_loss.twinx()
+        ax_acc.plot(*zip(*val, strict=True), color="tab:orange", marker="s", ms=3)
+        ax_acc.set_ylabel("validation accuracy", color="tab:orange")
+        best = [h["epoch"] for h in history if h.get("is_best")]
+        if best:
+            ax_acc.axvline(best[-1], color="tab:gray", ls="--", lw=1)
+    ax_loss.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

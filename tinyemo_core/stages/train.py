@@ -81,6 +81,11 @@ def train(
         progress=progress,
         on_epoch=on_epoch,
     )
+    from tinyemo_core.evaluate.plots import plot_training_curves
+
+    history = (read_json(metrics_path) or {}).get("epochs") or []
+    if history:
+        plot_training_curves(history, out_dir / "training_curves.png")
     write_json(out_dir / "provenance.json", current())
     return {
         "run_dir": str(out_dir),

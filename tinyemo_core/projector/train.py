@@ -102,8 +102,8 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
     ``synonyms`` values index it. AdamW + OneCycleLR (cosine) over ``epochs * steps_per_epoch`` steps. After
     every epoch: ``last.safetensors``, ``best.safetensors`` when the mean validation accuracy over datasets
     improves or ties (ties go to the later epoch; without ``val``, best = last), an atomic ``checkpoint.pt``
-    and ``metrics.json``; then ``on_epoch(record)``. A killed run resumes from its last completed epoch and ends bit-identical to an
-    uninterrupted one; a finished run (``metrics.json`` done) is returned without training.
+    and ``metrics.json``; then ``on_epoch(record)``. A killed run resumes from its last completed epoch and
+    ends bit-identical to an uninterrupted one; a finished run (``metrics.json`` done) is returned without training.
     Unlike the reference, validation is a split distinct from test and the best epoch is really tracked.
     """
     out_dir = Path(out_dir)

@@ -38,8 +38,7 @@ class DatasetSplit:
 def load_split(name: str, manifest: Path, store: FeatureStore, split: str | tuple[str, ...]) -> DatasetSplit:
     """Rows of ``split`` that decoded and have features; candidates = the dataset's own label set (all
     splits)."""
-    table = read_manifest(manifest)
-    table = table.filter(pc.equal(table["status"], "ok"))
+    table = read_manifest(manifest, ok_only=True)
     lists = table["labels"].to_pylist() if "labels" in table.column_names else None
     candidates = sorted(set(table["label"].to_pylist()).union(*(lists or [])))
     splits = (split,) if isinstance(split, str) else split

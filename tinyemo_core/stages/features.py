@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from tinyemo_core.encoders.specs import VisionEncoderSpec
 from tinyemo_core.fingerprint import stable_hash
@@ -45,8 +44,7 @@ def open_store(
 
 def plan_shards(manifest: Path, dataset_root: Path, store: FeatureStore, shard_size: int) -> list[ShardPlan]:
     """Shards covering the manifest's decodable images that the store does not hold yet."""
-    table = read_manifest(manifest)
-    table = table.filter(pc.equal(table["status"], "ok"))
+    table = read_manifest(manifest, ok_only=True)
     items = [
         (i, str(dataset_root / p))
         for i, p in zip(table["image_id"].to_pylist(), table["path"].to_pylist(), strict=True)

@@ -6,8 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.config import DatasetSpec, DemoDataSpec
-from tinyemo_core.store.manifests import manifest_complete, manifest_fingerprint, manifest_path, read_summary
-from tinyemo_core.store.manifests import write_manifest as _write
+from tinyemo_core.store.manifests import (
+    manifest_complete,
+    manifest_fingerprint,
+    manifest_path,
+    read_summary,
+    write_manifest,
+)
 
 
 def demo_data_root(storage_root: Path) -> Path:
@@ -85,5 +90,5 @@ def ingest(
         "counts": result.counts,
         "quarantine": quarantine_summary(result.table),
     }
-    summary = _write(path, result.table, summary)
+    summary = write_manifest(path, result.table, summary)
     return {"dataset": name, "manifest": str(path), "fingerprint": fingerprint, "computed": True, **summary}

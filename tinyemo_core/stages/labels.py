@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import BackboneSpec
 from tinyemo_core.fingerprint import stable_hash
@@ -24,8 +22,7 @@ from tinyemo_core.store.manifests import read_manifest
 
 def dataset_labels(manifest: Path) -> list[str]:
     """Sorted label words of a dataset's decodable rows (every word of multi-label rows)."""
-    table = read_manifest(manifest)
-    table = table.filter(pc.equal(table["status"], "ok"))
+    table = read_manifest(manifest, ok_only=True)
     words = set(table["label"].to_pylist())
     if "labels" in table.column_names:
         for row in table["labels"].to_pylist():

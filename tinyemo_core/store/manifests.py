@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tinyemo_core.fingerprint import stable_hash, step_fingerprint
@@ -70,8 +71,10 @@ def content_hash(table: pa.Table) -> str:
     return stable_hash(table.select(cols).to_pydict(), length=32)
 
 
-def read_manifest(path: Path) -> pa.Table:
-    return pq.read_table(path)
+def read_manifest(path: Path, *, ok_only: bool = False) -> pa.Table:
+    """The manifest table; ``ok_only`` keeps the rows that decoded (quarantined rows never reach a model)."""
+    table = pq.read_table(path)
+    return table.filter(pc.equal(table["status"], "ok")) if ok_only else table
 
 
 def read_summary(path: Path) -> dict[str, Any]:

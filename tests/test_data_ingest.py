@@ -138,3 +138,20 @@ def test_strict_taxonomy_rejects_unknown_label_before_reading_images(tmp_path: P
 def test_workers_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="workers must be >= 1"):
         build_manifest("x", "imagefolder", tmp_path, workers=0, progress=False)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_progress_callback_reports_every_image_in_the_calling_thread(tmp_path: Path, workers: int) -> None:
+    import threading
+
+    root = tmp_path / "ds"
+    _messy_imagefolder(root)
+    calls: list[tuple[int, int, int]] = []
+    result = build_manifest(
+        "m", "imagefolder", root, progress=False, workers=workers,
+        on_progress=lambda done, total: calls.append((done, total, threading.get_ident())),
+    )  # fmt: skip
+    total = calls[0][1]
+    assert [c[0] for c in calls] == list(range(1, total + 1))
+    assert total >= result.counts["rows"]  # every listed file is inspected (duplicates collapse afterwards)
+    assert {c[2] for c in calls} == {threading.get_ident()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,22 +74,27 @@ def _check_labels(result: AdapterResult, taxonomy: str) -> None:
 
 
 def _inspect_all(
-    paths: list[Path], root: Path, workers: int, progress: bool, max_pixels: int
+    paths: list[Path], root: Path, workers: int, progress: bool, max_pixels: int,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[ImageCheck]:
-    bar = tqdm(total=len(paths), desc=f"ingest {root.name}", unit="img", disable=not progress)
+    """Check every image (threads when ``workers > 1``). The bar and ``on_progress(done, total)`` advance in
+    the calling thread as results arrive, so a callback may use thread-bound context (an orchestrator's)."""
 
-    def one(path: Path) -> ImageCheck:
-        check = inspect_image(path, root, max_pixels)
-        bar.update(1)
-        return check
-
-    try:
+    def checked() -> Iterator[ImageCheck]:
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:  # hashing/decoding release the GIL
-                return list(pool.map(one, paths))
-        return [one(p) for p in paths]
-    finally:
-        bar.close()
+                yield from pool.map(lambda p: inspect_image(p, root, max_pixels), paths)
+        else:
+            yield from (inspect_image(p, root, max_pixels) for p in paths)
+
+    checks: list[ImageCheck] = []
+    with tqdm(total=len(paths), desc=f"ingest {root.name}", unit="img", disable=not progress) as bar:
+        for check in checked():
+            checks.append(check)
+            bar.update(1)
+            if on_progress is not None:
+                on_progress(len(checks), len(paths))
+    return checks
 
 
 def build_manifest(
@@ -102,6 +107,7 @@ def build_manifest(
     split_file: Path | None = None,
     workers: int = 1,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
@@ -126,7 +132,8 @@ def build_manifest(
     )
     _check_labels(result, taxonomy)
     base = result.root
-    checks = _inspect_all([base / r.path for r in result.records], base, workers, progress, max_pixels)
+    checks = _inspect_all([base / r.path for r in result.records], base, workers, progress, max_pixels,
+                          on_progress)  # fmt: skip
 
     rows: list[dict[str, Any]] = []
     first_by_id: dict[str, dict[str, Any]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def ingest(
     *,
     workers: int = 4,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Build the manifest for one dataset unless a complete one with this fingerprint exists."""
     path = manifest_path(storage_root, name, fingerprint)
@@ -79,6 +81,7 @@ def ingest(
         split_file=split_file,
         workers=workers,
         progress=progress,
+        on_progress=on_progress,
         val_fraction=spec.val_fraction,
         test_fraction=spec.test_fraction,
     )

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, unmapped
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
 from pipelines import tasks
 from pipelines.gpu import gpu_tags
+from pipelines.progress import ThrottledProgress
 from tinyemo_core.config import RunConfig, load_config
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.stages import evaluate as evaluate_stage
@@ -125,7 +126,8 @@ def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> d
     logger.info("features: %d images in %d shards to extract (%s, %s)", total, len(plans), cfg.encoder_name,
                 output)  # fmt: skip
     results: dict[str, list[dict]] = {}
-    progress = create_progress_artifact(0.0, key=f"extract-{output}-progress", description="Extraction (%)")
+    progress = ThrottledProgress(f"extract-{output}-progress", "Extraction (images %)")
+    progress(0, total)
     # shards are planned only while the store lacks them, so a cached result cannot be trusted: always
     # refresh; a shard file a killed run already renamed into place is adopted by the task itself
     task = tasks.extract_shard_task.with_options(
@@ -150,7 +152,7 @@ def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> d
         except Exception as exc:  # noqa: BLE001 - one shard's failure must not lose the others
             failures.append(f"{name}/{plan.name}: {type(exc).__name__}: {exc}")
         done_rows += len(plan.image_ids)
-        update_progress_artifact(progress, 100.0 * done_rows / total)
+        progress(done_rows, total)
     for name, infos in results.items():
         tasks.commit_features_task(stores[name], infos, build_faiss=output == "pooled")
     rows = [extraction_row(n, i) for n, i in results.items()]
@@ -244,14 +246,13 @@ def ensure_training(cfg: RunConfig, manifests: dict, stores: dict, label_desc: d
     )
     out_dir = train_stage.run_dir(cfg.storage_root, cfg.encoder_name, cfg.backbone_name, fp)
     done = bool((read_json(out_dir / "metrics.json") or {}).get("done"))
-    progress = (
-        None if done else create_progress_artifact(0.0, key="train-progress", description="Projector epochs")
-    )
+    progress = ThrottledProgress("train-progress", "Projector epochs (%)", interval_s=0.0)
     epochs = cfg.spec.training.epochs
+    if not done:
+        progress(0, epochs)
 
     def on_epoch(m: dict) -> None:
-        if progress is not None:
-            update_progress_artifact(progress, 100.0 * m.get("epoch", 0) / epochs)
+        progress(m.get("epoch", 0), epochs)
 
     desc = run_cached(
         tasks.train_task,

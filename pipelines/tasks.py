@@ -9,16 +9,15 @@ truth (a flow refreshes the cache when the store behind a key is gone, see ``pip
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 
 from pipelines.gpu import DeviceMonitor
+from pipelines.progress import ThrottledProgress
 from tinyemo_core.provenance import recorded_as
 from tinyemo_core.stages import evaluate as evaluate_stage
 from tinyemo_core.stages import features, ingest, labels
@@ -59,26 +58,6 @@ def ingest_task(key: str, fingerprint: str, name: str, spec, storage_root: Path,
     progress = ThrottledProgress(f"ingest-{name}".lower().replace("_", "-"), f"Ingesting {name} (images %)")
     return ingest.ingest(name, spec, storage_root, fingerprint, workers=workers, progress=False,
                          on_progress=progress)  # fmt: skip
-
-
-class ThrottledProgress:
-    """A Prefect progress artifact updated at most every ``interval_s`` seconds (and at completion)."""
-
-    def __init__(self, key: str, description: str, interval_s: float = 2.0) -> None:
-        self.key, self.description, self.interval_s = key, description, interval_s
-        self.artifact_id = None
-        self.last = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self.last < self.interval_s:
-            return
-        self.last = now
-        pct = 100.0 * done / max(total, 1)
-        if self.artifact_id is None:
-            self.artifact_id = create_progress_artifact(pct, key=self.key, description=self.description)
-        else:
-            update_progress_artifact(self.artifact_id, pct)
 
 
 @task(name="extract-shard", **CACHED)

@@ -68,25 +68,22 @@ def embed_labels(
             **read_json(path.with_suffix(".json")),
         }
     from tinyemo_core.encoders.labels import load_label_embedder
-    from tinyemo_core.index.faiss_index import build_index, save_index
 
     embedder = load_label_embedder(spec, storage_root / "models")
     texts = [render(tpl, word) for word, tpl in pairs]
-    vectors = embedder.embed(texts)
-    table = LabelTable([w for w, _ in pairs], [t for _, t in pairs], texts, vectors)
-    index, index_info = build_index(vectors)
-    save_index(index, path.with_suffix(".faiss"))
-    summary = write_label_table(
-        path,
-        table,
-        {
-            "backbone": backbone_name,
-            "backbone_fingerprint": fingerprint,
-            "fingerprint": set_fp,
-            "index": index_info,
-        },
-    )
+    table = LabelTable([w for w, _ in pairs], [t for _, t in pairs], texts, embedder.embed(texts))
+    meta = {"backbone": backbone_name, "backbone_fingerprint": fingerprint, "fingerprint": set_fp}
+    summary = write_indexed_table(path, table, meta)
     return {"table": str(path), "fingerprint": set_fp, "computed": True, **summary}
+
+
+def write_indexed_table(path: Path, table: LabelTable, meta: dict[str, Any]) -> dict[str, Any]:
+    """A FAISS index over the table's vectors (``.faiss``), then the table with its summary written last."""
+    from tinyemo_core.index.faiss_index import build_index, save_index
+
+    index, index_info = build_index(table.vectors)
+    save_index(index, path.with_suffix(".faiss"))
+    return write_label_table(path, table, {**meta, "index": index_info})
 
 
 def vocabulary_table_path(storage_root: Path, backbone_name: str, fingerprint: str) -> Path:
@@ -102,15 +99,10 @@ def embed_vocabulary(
     if label_table_complete(path):
         return {"table": str(path), "computed": False, **read_json(path.with_suffix(".json"))}
     from tinyemo_core.encoders.labels import load_label_embedder
-    from tinyemo_core.index.faiss_index import build_index, save_index
 
     embedder = load_label_embedder(spec, storage_root / "models")
     tokens = embedder.vocabulary()
-    vectors = embedder.embed_vocabulary()
-    index, index_info = build_index(vectors)
-    save_index(index, path.with_suffix(".faiss"))
-    table = LabelTable(tokens, ["<vocabulary>"] * len(tokens), tokens, vectors)
-    summary = write_label_table(
-        path, table, {"backbone": backbone_name, "backbone_fingerprint": fingerprint, "index": index_info}
-    )
+    table = LabelTable(tokens, ["<vocabulary>"] * len(tokens), tokens, embedder.embed_vocabulary())
+    meta = {"backbone": backbone_name, "backbone_fingerprint": fingerprint}
+    summary = write_indexed_table(path, table, meta)
     return {"table": str(path), "computed": True, **summary}

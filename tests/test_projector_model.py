@@ -92,7 +92,7 @@ def test_build_loss_and_spec_validation() -> None:
     assert isinstance(build_loss("ntxent", temperature=0.2), FullyContrastiveLoss)
     spec = TrainingSpec()
     assert (spec.loss, spec.epochs, spec.batch_size, spec.lr, spec.max_lr, spec.pct_start) == \
-        ("ntxent", 5, 32, 2e-5, 5e-4, 0.005)
+        ("cosine", 5, 32, 2e-5, 5e-4, 0.005)  # Table VIII: cosine unless stated otherwise
     with pytest.raises(ValidationError, match="epochs"):
         TrainingSpec(epochs=0)
     with pytest.raises(ValidationError, match="loss"):

@@ -17,7 +17,8 @@ class TrainData:
     ever indexed per batch. ``label_ids`` (N,) index the shared label vocabulary (the same word has the same
     id in every taxonomy). ``group_ids`` (N,) say which dataset a row comes from, and
     ``group_candidates[g]`` are dataset g's own candidate label ids (validation scores each dataset against
-    its own label set). ``group_names`` are for metrics only.
+    its own label set). ``group_names`` are for metrics only. ``synonym_rows`` (N,) bool marks the rows that
+    may take a synonym text (rows of datasets with ``synonyms: true``, WEBEmo in the paper); None = no row.
     """
 
     features: np.ndarray
@@ -25,6 +26,7 @@ class TrainData:
     group_ids: np.ndarray | None = None
     group_candidates: list[np.ndarray] | None = None
     group_names: list[str] | None = field(default=None)
+    synonym_rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.features)
@@ -47,6 +49,10 @@ class TrainData:
                 if missing:
                     raise ValueError(f"dataset {self.name(g)}: label ids {sorted(missing)} are not among its "
                                      "candidates; add them to group_candidates")
+        if self.synonym_rows is not None:
+            self.synonym_rows = np.asarray(self.synonym_rows, dtype=bool)
+            if self.synonym_rows.shape != (n,):
+                raise ValueError(f"synonym_rows must have shape ({n},), got {self.synonym_rows.shape}")
         if self.group_names is not None and self.group_candidates is not None \
                 and len(self.group_names) != len(self.group_candidates):
             raise ValueError("group_names and group_candidates must have the same length")
@@ -70,8 +76,11 @@ class TrainData:
 
     def fingerprint(self) -> dict[str, int]:
         """Cheap identity check for resuming: shape and label-id checksum."""
-        return {"n": len(self), "in_dim": self.in_dim,
-                "label_sum": int(self.label_ids.sum()), "group_sum": int(self.group_ids.sum())}
+        out = {"n": len(self), "in_dim": self.in_dim,
+               "label_sum": int(self.label_ids.sum()), "group_sum": int(self.group_ids.sum())}
+        if self.synonym_rows is not None:
+            out["synonym_rows"] = int(self.synonym_rows.sum())
+        return out
 
 
 def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -92,17 +101,25 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def draw_synonyms(label_ids: np.ndarray, synonyms: dict[int, list[int]] | None, prob: float,
-                  rng: np.random.Generator) -> np.ndarray:
-    """Per-sample synonym augmentation (TinyEmo Appendix C): with probability ``prob`` a sample's target id is
-    replaced by one of ``synonyms[id]`` (chosen uniformly). Called once per epoch, so a sample sees different
-    label texts across epochs; the reference fixes one draw per dataset build instead."""
-    targets = label_ids.copy()
+                  rng: np.random.Generator, eligible: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample synonym augmentation (TinyEmo §IV-C, Appendix C): the label TEXT row of each sample.
+
+    Returns text-row ids: with probability ``prob`` an ``eligible`` row's id is replaced by one of
+    ``synonyms[id]`` (chosen uniformly); every other row keeps its own label id. The class id of a sample
+    (``label_ids``) is never changed: losses take the returned ids only to look up embeddings, and decide
+    positives and negatives by ``label_ids`` (a synonym counts as its class). ``eligible`` (bool per row)
+    limits the swap to the datasets that ask for it (``synonyms: true``); None = every row. Called once per
+    epoch, so a sample sees different label texts across epochs; the reference fixes one draw per build.
+    """
+    text_ids = np.asarray(label_ids, dtype=np.int64).copy()
     if not synonyms or prob <= 0:
-        return targets
-    replace = rng.random(len(targets)) < prob
-    picks = rng.random(len(targets))
+        return text_ids
+    replace = rng.random(len(text_ids)) < prob
+    picks = rng.random(len(text_ids))
+    if eligible is not None:
+        replace &= np.asarray(eligible, dtype=bool)
     for i in np.flatnonzero(replace):
-        options = synonyms.get(int(targets[i]))
+        options = synonyms.get(int(text_ids[i]))
         if options:
-            targets[i] = options[int(picks[i] * len(options))]
-    return targets
+            text_ids[i] = options[int(picks[i] * len(options))]
+    return text_ids

@@ -1,4 +1,10 @@
-"""The paper's two projector losses (TinyEmo §III-B, Eq. 2 and 3)."""
+"""The paper's two projector losses (TinyEmo §III-B, Eq. 2 and 3).
+
+Both take ``class_ids`` (who is a positive of whom) and optional ``text_ids`` (which label-table row is a
+sample's target text; differs from its class id only for a synonym draw, TinyEmo Appendix C). A synonym row
+carries its sample's class id, so "sorrow" drawn for a "sadness" image is a positive of every "sadness" image
+in the batch and never a negative (the authors' code swaps the text and keeps the class id).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import torch
 from pytorch_metric_learning.losses import NTXentLoss
 from torch import nn
 
-ProjectorLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+ProjectorLoss = Callable[..., torch.Tensor]
 
 
 class SemiContrastiveLoss(nn.Module):
@@ -22,11 +28,11 @@ class SemiContrastiveLoss(nn.Module):
         super().__init__()
         self.inner = nn.CosineEmbeddingLoss(margin=margin)
 
-    def forward(self, images: torch.Tensor, target_ids: torch.Tensor,
-                label_table: torch.Tensor) -> torch.Tensor:
-        """``images`` (B, D), ``target_ids`` (B,) ids into ``label_table`` (V, D)."""
+    def forward(self, images: torch.Tensor, class_ids: torch.Tensor, label_table: torch.Tensor,
+                text_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``images`` (B, D); the target of row i is ``label_table[text_ids[i]]`` (default: its class id)."""
         ones = torch.ones(images.shape[0], device=images.device, dtype=images.dtype)
-        return self.inner(images, label_table[target_ids], ones)
+        return self.inner(images, label_table[class_ids if text_ids is None else text_ids], ones)
 
 
 class FullyContrastiveLoss(nn.Module):
@@ -46,11 +52,20 @@ class FullyContrastiveLoss(nn.Module):
         super().__init__()
         self.inner = NTXentLoss(temperature=temperature)
 
-    def forward(self, images: torch.Tensor, target_ids: torch.Tensor,
-                label_table: torch.Tensor) -> torch.Tensor:
-        """``images`` (B, D), ``target_ids`` (B,) ids into ``label_table`` (V, D)."""
-        # a distinct tensor: keeps each image's own label row as a positive (see the docstring)
-        return self.inner(images, target_ids, ref_emb=label_table[target_ids], ref_labels=target_ids.clone())
+    @staticmethod
+    def references(class_ids: torch.Tensor, label_table: torch.Tensor,
+                   text_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys of Eq. 2: one row per sample, its (possibly synonym) text embedding, labelled by its
+        CLASS id. A distinct label tensor keeps each image's own row a positive (see the class docstring)."""
+        rows = class_ids if text_ids is None else text_ids
+        return label_table[rows], class_ids.clone()
+
+    def forward(self, images: torch.Tensor, class_ids: torch.Tensor, label_table: torch.Tensor,
+                text_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``images`` (B, D), ``class_ids`` (B,) positives/negatives, ``text_ids`` (B,) rows of ``label_table``
+        (V, D) used as each sample's key (default: the class ids)."""
+        ref_emb, ref_labels = self.references(class_ids, label_table, text_ids)
+        return self.inner(images, class_ids, ref_emb=ref_emb, ref_labels=ref_labels)
 
 
 def build_loss(kind: Literal["cosine", "ntxent"], *, temperature: float = 0.07,

@@ -8,11 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TrainingSpec(BaseModel):
-    """Projector training settings; defaults are the paper's (TinyEmo §III-B, §IV; REFERENCE_NOTES)."""
+    """Projector training settings; defaults are the paper's (TinyEmo §III-B, §IV, Table VIII; docs/projector.md).
+
+    ``loss``: Table VIII trains "with cosine embedding loss unless stated otherwise" (Eq. 3, semi-contrastive);
+    only TinyEmo-700M* uses NTXent (Eq. 2). ``synonym_prob``: chance that a row of a ``synonyms: true``
+    dataset takes a synonym text in an epoch (§IV-C: 50 %); 0 = Table V's "Normal" column.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    loss: Literal["cosine", "ntxent"] = "ntxent"
+    loss: Literal["cosine", "ntxent"] = "cosine"
     temperature: float = Field(0.07, gt=0)  # NTXent temperature (pytorch-metric-learning default)
     margin: float = 0.5  # CosineEmbeddingLoss margin; only matters for -1 targets, which we never use
     epochs: int = Field(5, gt=0)

@@ -1,8 +1,8 @@
 """Join manifests, feature stores and the label table into arrays for training and evaluation.
 
-Joint multi-taxonomy training (REFERENCE_NOTES): ONE shared label-id space in which the same (word,
-template) is
-the same id across datasets, so batches mix taxonomies; each dataset keeps its own candidate set for scoring.
+Joint multi-taxonomy training (TinyEmo §IV-A, docs/projector.md): ONE shared label-id space in which the
+same (word, template) is the same id across datasets, so batches mix taxonomies; each dataset keeps its own
+candidate set for scoring.
 """
 
 from __future__ import annotations
@@ -68,8 +68,19 @@ def joint_arrays(parts: list[DatasetSplit], specs: dict[str, DatasetSpec], table
     return feats, ids, groups, candidates
 
 
+def synonym_rows(parts: list[DatasetSplit], specs: dict[str, DatasetSpec]) -> np.ndarray:
+    """Bool per joint row (the order of :func:`joint_arrays`): True for rows of datasets with
+    ``synonyms: true``. Only those rows may take a synonym text (TinyEmo Appendix C: WEBEmo only)."""
+    if not parts:
+        return np.zeros(0, dtype=bool)
+    return np.concatenate([np.full(len(p.labels), specs[p.name].synonyms, dtype=bool) for p in parts])
+
+
 def synonym_map(table: LabelTable, specs: dict[str, DatasetSpec]) -> dict[int, list[int]]:
-    """Label id -> ids of its Appendix C synonyms (same template), for datasets with ``synonyms: true``."""
+    """Label id -> ids of its Appendix C synonyms (same template), for datasets with ``synonyms: true``.
+
+    The map only says which texts a label may be swapped for; :func:`synonym_rows` says which rows may be
+    swapped, and the swapped row keeps its class id (``projector/losses.py``)."""
     from tinyemo_core.data.taxonomy import SYNONYMS
 
     index = table.index()

@@ -55,6 +55,7 @@ class TransformersGenerator:
         device: str = "auto",
         dtype: str = "auto",
         name: str | None = None,
+        max_batch_size: int = 1,
     ) -> None:
         import torch
         import transformers as tf
@@ -84,6 +85,10 @@ class TransformersGenerator:
         self.name = name or path.name
         self._fingerprint = model_dir_fingerprint(path, {"chat_format": chat_format, "dtype": dtype})
         self._lock = threading.Lock()
+        # > 1: concurrent greedy requests share one left-padded ``generate`` call (see ``generate``)
+        self.max_batch_size = max_batch_size
+        self._pending: list[tuple[ChatRequest, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
 
     @classmethod
     def from_spec(cls, spec: GenerationSpec) -> TransformersGenerator:
@@ -103,7 +108,33 @@ class TransformersGenerator:
         """The model is loaded in the constructor; nothing can go away later."""
 
     async def generate(self, request: ChatRequest) -> Answer:
-        return await asyncio.to_thread(self.generate_sync, request)
+        """One answer. With ``max_batch_size > 1`` the request joins the batch of requests pending in this
+        event loop (the runner's concurrent workers) and is answered by :meth:`generate_batch_sync`."""
+        if self.max_batch_size <= 1:
+            return await asyncio.to_thread(self.generate_sync, request)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((request, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        while True:
+            for _ in range(3):  # let every worker whose answer just arrived queue its next request
+                await asyncio.sleep(0)
+            if not self._pending:
+                return
+            batch, self._pending = self._pending[: self.max_batch_size], self._pending[self.max_batch_size :]
+            try:
+                answers = await asyncio.to_thread(self.generate_batch_sync, [r for r, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(exc)
+            else:
+                for (_, f), a in zip(batch, answers, strict=True):
+                    if not f.done():
+                        f.set_result(a)
 
     async def aclose(self) -> None:
         return None
@@ -176,3 +207,69 @@ class TransformersGenerator:
             prompt_tokens=int(n_prompt),
             completion_tokens=len(new),
         )
+
+    def generate_batch_sync(self, requests: list[ChatRequest]) -> list[Answer]:
+        """Answer several requests: greedy ones with the same max_tokens and image/no-image go through one
+        left-padded ``generate`` call; sampled requests (per-request seeds) and Bunny go one at a time."""
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            batchable = r.sampling.temperature == 0 and self.chat_format != "bunny"
+            key = (r.sampling.max_tokens, r.image_path is not None) if batchable else ("single", i)
+            groups.setdefault(key, []).append(i)
+        out: list[Answer | None] = [None] * len(requests)
+        for key, idx in groups.items():
+            if key[0] == "single" or len(idx) == 1:
+                for i in idx:
+                    out[i] = self.generate_sync(requests[i])
+                continue
+            for i, a in zip(idx, self._generate_padded([requests[i] for i in idx]), strict=True):
+                out[i] = a
+        return out  # type: ignore[return-value]
+
+    def _generate_padded(self, requests: list[ChatRequest]) -> list[Answer]:
+        import torch
+
+        images = []
+        for r in requests:
+            if r.image_path is not None:
+                with Image.open(r.image_path) as im:
+                    images.append(im.convert("RGB"))
+        prompts = []
+        for r in requests:
+            messages, attached = [], r.image_path is None
+            for t in r.turns:
+                content: list[dict] = [{"type": "text", "text": t.text}]
+                if t.role == "user" and not attached:
+                    content.insert(0, {"type": "image"})
+                    attached = True
+                messages.append({"role": t.role, "content": content})
+            prompts.append(
+                self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            )
+        max_tokens = requests[0].sampling.max_tokens
+        pad = self.tokenizer.pad_token_id
+        pad = self.tokenizer.eos_token_id if pad is None else pad
+        with self._lock, torch.inference_mode():
+            side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"
+            try:
+                raw = self.processor(images=images or None, text=prompts, return_tensors="pt", padding=True,
+                                     add_special_tokens=False)
+            finally:
+                self.tokenizer.padding_side = side
+            inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in dict(raw).items()}
+            if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+            out = self.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False, pad_token_id=pad,
+                                      use_cache=True)
+        width = inputs["input_ids"].shape[1]
+        n_prompts = inputs["attention_mask"].sum(dim=1).tolist()
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        answers = []
+        for row, n_prompt in zip(out[:, width:].tolist(), n_prompts, strict=True):
+            cut = next((k + 1 for k, t in enumerate(row) if t in eos_ids), None)
+            new = row[:cut] if cut is not None else row
+            text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+            answers.append(Answer(text=text, finish_reason="stop" if cut is not None or len(new) < max_tokens
+                                  else "length", prompt_tokens=int(n_prompt), completion_tokens=len(new)))
+        return answers

@@ -10,6 +10,7 @@ import data_fixtures as fx
 import pytest
 
 from tinyemo_core.data.adapters import SampleRecord, assign_splits, list_samples
+from tinyemo_core.data.adapters.splits import write_split_file
 
 
 def _records(n_per_class: dict[str, int], prefix: str = "") -> list[SampleRecord]:
@@ -72,13 +73,14 @@ def test_split_file_keeps_old_assignments_when_images_are_added(tmp_path: Path) 
     assert json.loads(split_file.read_text())["seed"] == 3  # the creating run's parameters are kept
 
 
-def test_carved_val_is_persisted_and_never_touches_test(tmp_path: Path) -> None:
+def test_official_split_is_never_carved_even_with_an_old_split_file(tmp_path: Path) -> None:
+    """A split file written by an older version (which carved EmotionROI's val out of training) is ignored
+    for published splits: the official training set stays whole."""
     fx.make_emotionroi(tmp_path / "roi", per_class=10)
     split_file = tmp_path / "roi.json"
+    write_split_file(split_file, {"images/anger/0.jpg": "val", "images/joy/1.jpg": "val"}, {"seed": 0})
     res = list_samples("emotionroi", tmp_path / "roi", split_file=split_file, val_fraction=0.3)
-    stored = json.loads(split_file.read_text())["assignments"]
-    assert set(stored.values()) == {"train", "val"}  # only the carved part is stored
-    assert {p for p, s in stored.items()} == {r.path for r in res.records if r.split in ("train", "val")}
+    assert Counter(r.split for r in res.records) == {"train": 14, "test": 6}
 
 
 def test_corrupt_split_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Fixes two defects of the reference code: its Emotion6 (70/30) and FI (80/20) splits are unseeded, and its
 validation set is the test set. Here val and test are always disjoint, and with a ``split_file`` the
-assignment of a path never changes once made.
+assignment of a path never changes once made. Published splits are never changed (EmotionROI's official
+training set is kept whole: no validation is carved out of it).
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ def assign_splits(
     """Give every record a split, in place; returns counts ``{"assigned": n, "reused": m}``.
 
     - records with ``split=None`` get train/val/test with the given fractions, stratified by primary label;
-    - if no record has a published ``val`` split but some have ``train`` (EmotionROI), ``val_fraction`` of
-      each label's train records become val (test is never touched);
+    - published splits are kept as they are: an official training set without a validation part
+      (EmotionROI) stays whole, so the paper's comparison keeps every training image; such a dataset
+      simply has no val rows, and the best epoch is chosen on the other held-in datasets' validation
+      splits (or, trained alone, is the last epoch, as in the authors' code; docs/datasets.md);
     - with ``split_file``, stored assignments are kept and only new paths are assigned, then the file is
       rewritten atomically. Randomness is a numpy Generator seeded by (seed, pool, label), so the result
       does not depend on file-system order or on other labels.
@@ -100,16 +103,8 @@ def assign_splits(
             f"val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 with a sum below 1"
         )
     stored = read_split_file(split_file) if split_file is not None else {}
-    pools: dict[str, list[SampleRecord]] = {
-        "all": [r for r in records if r.split is None],
-        "carve": [],
-    }
-    if not any(r.split == "val" for r in records):
-        pools["carve"] = [r for r in records if r.split == "train"]
-    plans = {
-        "all": (("train", "val", "test"), {"test": test_fraction, "val": val_fraction}),
-        "carve": (("train", "val"), {"val": val_fraction}),
-    }
+    pools: dict[str, list[SampleRecord]] = {"all": [r for r in records if r.split is None]}
+    plans = {"all": (("train", "val", "test"), {"test": test_fraction, "val": val_fraction})}
     counts = {"assigned": 0, "reused": 0}
     decided: dict[str, str] = {}
     for pool, members in pools.items():

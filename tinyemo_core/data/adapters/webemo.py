@@ -1,7 +1,7 @@
 """WEBEmo (Panda et al. 2018): ``<root>/{train,validation,test}/<class>/*.jpg``.
 
 Folder names are normalised (``cheerfullness`` -> ``cheerfulness``, ``irritabilty`` -> ``irritability``);
-the reference code embeds the misspellings as-is. Without a validation folder, val is carved from train.
+the reference code embeds the misspellings as-is. Without a validation folder, train is kept whole (no val).
 """
 
 from __future__ import annotations

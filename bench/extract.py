@@ -24,8 +24,14 @@ import PIL.Image  # noqa: E402
 import torch  # noqa: E402
 
 from tinyemo_core.encoders.extract import default_load_image, encode_images  # noqa: E402
-from tinyemo_core.encoders.specs import VisionEncoderSpec, vision_preset  # noqa: E402
+from tinyemo_core.encoders.specs import VisionEncoderSpec  # noqa: E402
 from tinyemo_core.encoders.vision import load_vision_encoder  # noqa: E402
+from tinyemo_core.config import load_flows  # noqa: E402
+from tinyemo_core.registry import encoder_spec  # noqa: E402
+
+
+def vision_entry(name: str) -> VisionEncoderSpec:
+    return encoder_spec(load_flows(Path(__file__).resolve().parents[1] / "flows.yaml"), name)
 
 
 def make_images(folder: Path, n: int) -> list[Path]:
@@ -77,7 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(Path(tmp), args.images)
         results = [
-            bench_encoder("demo-tiny-clip", vision_preset("demo-tiny-clip"), paths, args.batch_size,
+            bench_encoder("demo-tiny-clip", vision_entry("demo-tiny-clip"), paths, args.batch_size,
                           args.workers),
             bench_encoder("ViT-B-32 (random init)", VisionEncoderSpec(model="ViT-B-32"), paths,
                           args.batch_size, args.workers),

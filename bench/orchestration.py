@@ -22,7 +22,7 @@ def task_overhead(shards: int) -> dict:
     """Map a no-op task with the pipeline's cache settings (content key, persisted result) over ``shards``."""
     from prefect import flow, task, unmapped
 
-    from pipelines.tasks import CACHED
+    from pipelines.flows.tasks import CACHED
 
     @task(name="noop-shard", **CACHED)
     def noop(key: str, store: str) -> dict:
@@ -46,7 +46,7 @@ def task_overhead(shards: int) -> dict:
 def build_times() -> dict:
     from conftest import write_small_config
 
-    from pipelines.build_dataset import build_dataset
+    from pipelines.flows.build_dataset import build_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         config = write_small_config(Path(tmp), epochs=5)

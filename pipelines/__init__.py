@@ -1,5 +1,5 @@
 """Prefect orchestration for tinyemo: thin flows and tasks around ``tinyemo_core`` stages."""
 
-from pipelines.env import configure_environment
+from pipelines.runtime.env import configure_environment
 
 configure_environment()

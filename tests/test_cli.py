@@ -55,3 +55,34 @@ def test_status_lists_incomplete_stores(small_config) -> None:
     result = runner.invoke(app, ["status", "--config", str(config)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "enc/ds" in result.output and "no" in result.output
+
+
+def test_listings_never_cut_names_and_speak_json(monkeypatch) -> None:
+    """`tinyemo deployments` piped, in an 80-column terminal, and with --json: every full name survives."""
+    import json
+
+    from rich.console import Console
+
+    from pipelines.cli import options
+    from pipelines.runtime.deploy import describe_deployments
+
+    names = [r["name"] for r in describe_deployments(ROOT / "flows.yaml")]
+    assert any(len(n) > 25 for n in names)
+    env = {"COLUMNS": "80"}
+    piped = subprocess.run([sys.executable, "-m", "pipelines.cli", "deployments", "--config",
+                            str(ROOT / "flows.yaml")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env={**__import__("os").environ, **env})
+    assert piped.returncode == 0, piped.stderr[-1000:]
+    lines = piped.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines[1:]] == names  # a header, then one whole name per line
+    result = runner.invoke(app, ["deployments", "--config", str(ROOT / "flows.yaml"), "--json"])
+    assert [r["name"] for r in json.loads(result.output)] == names
+    terminal = Console(force_terminal=True, width=80, record=True)
+    monkeypatch.setattr(options, "console", terminal)
+    options.print_rows(describe_deployments(ROOT / "flows.yaml"), title="Deployments")
+    text = terminal.export_text()
+    assert all(n in text for n in names), text
+    for command in (["status"], ["gc"], ["backbone", "list"]):
+        out = runner.invoke(app, [*command, "--config", str(ROOT / "flows.yaml"), "--json"])
+        assert out.exit_code == 0, out.output
+        assert isinstance(json.loads(out.output), list)

@@ -12,15 +12,15 @@ import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from registry_entries import vision_entry  # noqa: E402
 
 from tinyemo_core.encoders.extract import default_load_image, encode_images  # noqa: E402
-from tinyemo_core.encoders.specs import vision_preset  # noqa: E402
 from tinyemo_core.encoders.vision import load_vision_encoder  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def encoder():
-    return load_vision_encoder(vision_preset("demo-tiny-clip").model_copy(update={"patch_tokens": True}))
+    return load_vision_encoder(vision_entry("demo-tiny-clip").model_copy(update={"patch_tokens": True}))
 
 
 @pytest.fixture()

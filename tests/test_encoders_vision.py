@@ -14,8 +14,9 @@ import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from registry_entries import vision_entry  # noqa: E402
 
-from tinyemo_core.encoders.specs import VisionEncoderSpec, vision_preset  # noqa: E402
+from tinyemo_core.encoders.specs import VisionEncoderSpec  # noqa: E402
 from tinyemo_core.encoders.vision import load_vision_encoder, vision_fingerprint  # noqa: E402
 
 
@@ -26,7 +27,7 @@ def _image(seed: int, size: tuple[int, int] = (90, 70)) -> PIL.Image.Image:
 
 @pytest.fixture(scope="module")
 def tiny_clip():
-    return load_vision_encoder(vision_preset("demo-tiny-clip"))
+    return load_vision_encoder(vision_entry("demo-tiny-clip"))
 
 
 def test_tiny_open_clip_encodes_real_images(tiny_clip) -> None:
@@ -40,11 +41,11 @@ def test_tiny_open_clip_encodes_real_images(tiny_clip) -> None:
 
 
 def test_tiny_open_clip_deterministic_across_loads(tiny_clip) -> None:
-    again = load_vision_encoder(vision_preset("demo-tiny-clip"))
+    again = load_vision_encoder(vision_entry("demo-tiny-clip"))
     batch = torch.stack([tiny_clip.preprocess(_image(7))])
     np.testing.assert_array_equal(tiny_clip.encode(batch), again.encode(batch))
     assert tiny_clip.fingerprint == again.fingerprint
-    other_seed = load_vision_encoder(vision_preset("demo-tiny-clip").model_copy(update={"seed": 1}))
+    other_seed = load_vision_encoder(vision_entry("demo-tiny-clip").model_copy(update={"seed": 1}))
     assert not np.allclose(other_seed.encode(batch), tiny_clip.encode(batch))
 
 
@@ -73,7 +74,7 @@ def test_open_clip_patch_tokens_match_penultimate_block(tiny_clip) -> None:
 
 
 def test_open_clip_bfloat16_autocast_close_to_fp32(tiny_clip) -> None:
-    bf = load_vision_encoder(vision_preset("demo-tiny-clip").model_copy(update={"dtype": "bfloat16"}))
+    bf = load_vision_encoder(vision_entry("demo-tiny-clip").model_copy(update={"dtype": "bfloat16"}))
     batch = torch.stack([tiny_clip.preprocess(_image(i)) for i in range(2)])
     a, b = tiny_clip.encode(batch), bf.encode(batch)
     assert b.dtype == np.float32
@@ -88,7 +89,7 @@ def test_local_weights_file_loads_and_enters_fingerprint(tiny_clip, tmp_path: Pa
     model = open_clip.create_model("tinyemo-tiny-clip", pretrained=None)
     ckpt = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), ckpt)
-    spec = vision_preset("demo-tiny-clip").model_copy(update={"pretrained": str(ckpt)})
+    spec = vision_entry("demo-tiny-clip").model_copy(update={"pretrained": str(ckpt)})
     enc = load_vision_encoder(spec)
     batch = torch.stack([enc.preprocess(_image(1))])
     np.testing.assert_allclose(enc.encode(batch), model.encode_image(batch).detach().numpy(), atol=1e-5)
@@ -99,7 +100,7 @@ def test_local_weights_file_loads_and_enters_fingerprint(tiny_clip, tmp_path: Pa
 
 
 def test_fingerprint_tracks_what_matters_only() -> None:
-    base = vision_preset("clip-vit-l-14")
+    base = vision_entry("clip-vit-l-14")
     fp = vision_fingerprint(base)
     same = [{"batch_size": 7}, {"num_workers": 3}, {"device": "cpu"}, {"patch_tokens": True}]
     for upd in same:
@@ -108,11 +109,11 @@ def test_fingerprint_tracks_what_matters_only() -> None:
               {"store_dtype": "float32"}, {"pretrained": None}, {"kind": "hf"}]
     fps = {vision_fingerprint(base.model_copy(update=upd)) for upd in differ}
     assert len(fps) == len(differ) and fp not in fps
-    assert vision_fingerprint(vision_preset("clip-vit-l-14-336")) != fp  # image size 336 vs 224
+    assert vision_fingerprint(vision_entry("clip-vit-l-14-336")) != fp  # image size 336 vs 224
 
 
 def test_config_file_content_enters_fingerprint(tmp_path: Path) -> None:
-    src = Path(vision_preset("demo-tiny-clip").model_copy().model_dump()["config_file"].split(":", 1)[1])
+    src = Path(vision_entry("demo-tiny-clip").model_copy().model_dump()["config_file"].split(":", 1)[1])
     cfg_dir = Path(__file__).parents[1] / "tinyemo_core" / "encoders" / "configs"
     text = (cfg_dir / src).read_text()
     a = tmp_path / "a" / "mytiny.json"

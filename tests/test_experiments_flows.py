@@ -30,7 +30,7 @@ def _mtimes(root: Path, pattern: str) -> dict[str, int]:
 
 
 def test_dataset_ablation_table(demo: Path, prefect_harness) -> None:
-    from pipelines.experiments import dataset_ablation
+    from pipelines.flows.experiments import dataset_ablation
 
     storage = demo.parent / "storage"
     result = dataset_ablation(config=str(demo), profile="demo", overrides=OVERRIDES)
@@ -75,7 +75,7 @@ def test_dataset_ablation_table(demo: Path, prefect_harness) -> None:
 
 
 def test_ablation_rejects_unknown_dataset(demo: Path, prefect_harness) -> None:
-    from pipelines.experiments import dataset_ablation
+    from pipelines.flows.experiments import dataset_ablation
 
     args = {"config": str(demo), "profile": "demo", "overrides": OVERRIDES}
     with pytest.raises(ValueError, match=r"unknown held-in datasets of profile 'demo' \['fi'\]"):
@@ -85,7 +85,7 @@ def test_ablation_rejects_unknown_dataset(demo: Path, prefect_harness) -> None:
 
 
 def test_encoder_backbone_grid(demo: Path, prefect_harness) -> None:
-    from pipelines.experiments import encoder_backbone_grid
+    from pipelines.flows.experiments import encoder_backbone_grid
 
     storage = demo.parent / "storage"
     features = _mtimes(storage, "features/**/*")
@@ -105,8 +105,8 @@ def test_encoder_backbone_grid(demo: Path, prefect_harness) -> None:
 
 
 def test_reground_changes_only_the_regrounded_class(demo: Path, prefect_harness) -> None:
-    from pipelines.experiments import reground_labels
-    from pipelines.train_projector import train_projector
+    from pipelines.flows.experiments import reground_labels
+    from pipelines.flows.train_projector import train_projector
 
     storage = demo.parent / "storage"
     train_projector(config=str(demo), profile="demo", overrides=OVERRIDES)  # cached if the ablation ran

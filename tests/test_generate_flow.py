@@ -18,7 +18,7 @@ from tinyemo_core.generate.tiny_model import build_tiny_vlm
 def test_generate_qa_flow(prefect_harness: None, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
 
-    from pipelines.generate_qa import generate_qa
+    from pipelines.flows.generate_qa import generate_qa
 
     rows = []
     for i, label in enumerate(["joy", "fear", "awe"]):

@@ -9,13 +9,21 @@ import yaml
 from prefect.events import DeploymentEventTrigger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipelines.backbones import TRIGGER, backbone_overrides, read_registry, record_backbone, resolve_backbone
-from pipelines.deploy import describe_deployments, known_flows, ops_settings, to_runner_deployment
-from pipelines.gpu import DeviceMonitor, device_name, gpu_tags
-from pipelines.runners import describe, task_runner_from
-from tinyemo_core.config import ConfigError, load_flows
+from pipelines.flows.backbone_added import TRIGGER
+from pipelines.runtime.deploy import describe_deployments, known_flows, ops_settings, to_runner_deployment
+from pipelines.runtime.gpu import gpu_tags
+from pipelines.runtime.runners import task_runner_from
+from tinyemo_core.config import ConfigError, load_config, load_flows
 from tinyemo_core.encoders.specs import BackboneSpec
-from tinyemo_core.ops_spec import DeploymentSpec, OpsSettings, TaskRunnerSpec
+from tinyemo_core.monitor import DeviceMonitor, device_name
+from tinyemo_core.ops_spec import DeploymentSpec, TaskRunnerSpec
+from tinyemo_core.registry import (
+    UnknownModel,
+    backbone_spec,
+    read_registry,
+    record_backbone,
+    resolve_backbone,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +44,9 @@ def test_bad_fields_are_named_by_path(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_workers"):
         TaskRunnerSpec(kind="dask", max_workers=0)
     with pytest.raises(ValueError, match="kind"):
-        OpsSettings.model_validate({"task_runner": {"kind": "celery"}})
+        TaskRunnerSpec.model_validate({"kind": "celery"})
+    with pytest.raises(ConfigError, match=r"deployments\.bad name"):
+        ops_settings(_write(tmp_path, {"bad name": {"flow": "build-dataset"}}))
 
 
 def test_repo_flows_yaml_deployments_validate() -> None:
@@ -68,7 +78,7 @@ def test_deployment_mapping(tmp_path: Path) -> None:
 def test_work_pool_deployment_uses_module_entrypoint(tmp_path: Path) -> None:
     spec = DeploymentSpec(flow="build-dataset", work_pool="gpu", work_queue="a100")
     dep = to_runner_deployment("gpu", spec, tmp_path / "flows.yaml", known_flows(), module_entrypoint=True)
-    assert dep.entrypoint == "pipelines.build_dataset.build_dataset"
+    assert dep.entrypoint == "pipelines.flows.build_dataset.build_dataset"
     assert dep.work_pool_name == "gpu" and dep.work_queue_name == "a100"
 
 
@@ -76,11 +86,12 @@ def test_task_runner_from_spec() -> None:
     from prefect_dask import DaskTaskRunner
 
     assert isinstance(task_runner_from(None), ThreadPoolTaskRunner)
-    assert describe(task_runner_from({"kind": "thread", "max_workers": 3})) == "thread(3)"
+    three = task_runner_from({"kind": "thread", "max_workers": 3})
+    assert isinstance(three, ThreadPoolTaskRunner) and three._max_workers == 3
     local = task_runner_from({"kind": "dask", "max_workers": 2})
     assert isinstance(local, DaskTaskRunner) and local.cluster_kwargs["n_workers"] == 2
     remote = task_runner_from(TaskRunnerSpec(kind="dask", address="tcp://10.0.0.5:8786"))
-    assert describe(remote) == "dask(tcp://10.0.0.5:8786)"
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://10.0.0.5:8786"
     try:
         import prefect_ray  # noqa: F401
     except ImportError:
@@ -114,10 +125,13 @@ def test_backbone_resolution_and_registry(tmp_path: Path) -> None:
     record_backbone(tmp_path, "tiny", BackboneSpec(source="random:t", random_config={"hidden_size": 32}))
     registry = read_registry(tmp_path)
     assert set(registry) == {"my-model", "tiny"} and registry["tiny"].random_config == {"hidden_size": 32}
-    assert backbone_overrides("minilm", flows, registry) == ["backbone=minilm"]
-    over = backbone_overrides("tiny", flows, registry)
-    assert over[-1] == "backbone=tiny" and over[0].startswith("backbones.tiny=")
-    data = yaml.safe_load(over[0].split("=", 1)[1])
-    assert BackboneSpec.model_validate(data) == registry["tiny"]  # the override rebuilds the same spec
-    with pytest.raises(ConfigError, match="tinyemo backbone add"):
-        backbone_overrides("unknown", flows, registry)
+    # one resolution: flows.yaml names first, then the registry; a profile may name a registered backbone
+    assert backbone_spec(flows, "minilm", tmp_path) == flows.backbones["minilm"]
+    assert backbone_spec(flows, "tiny", tmp_path) == registry["tiny"]
+    with pytest.raises(UnknownModel, match="tinyemo backbone add"):
+        backbone_spec(flows, "unknown", tmp_path)
+    config = tmp_path / "flows.yaml"
+    data = yaml.safe_load((ROOT / "flows.yaml").read_text())
+    config.write_text(yaml.safe_dump({**data, "storage_root": str(tmp_path)}))
+    cfg = load_config(config, "demo", ["backbone=tiny"])
+    assert cfg.backbone_name == "tiny" and cfg.backbone == registry["tiny"]

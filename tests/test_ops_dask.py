@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.runners import task_runner_from
+from pipelines.runtime.runners import task_runner_from
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def _store(root: Path) -> tuple[dict, dict[str, bytes]]:
 def test_dask_extraction_equals_thread_pool(tmp_path: Path, prefect_harness) -> None:
     from conftest import write_small_config
 
-    from pipelines.extract_features import extract_features
+    from pipelines.flows.extract_features import extract_features
 
     results = {}
     for kind in ("thread", "dask"):

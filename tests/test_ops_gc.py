@@ -10,7 +10,7 @@ import pyarrow as pa
 from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
 from typer.testing import CliRunner
 
-from pipelines.maintenance import collect, remove
+from pipelines.runtime.maintenance import collect, remove
 from tinyemo_core.store.atomic import write_json, write_parquet
 
 OLD = time.time() - 2 * 3600
@@ -71,7 +71,7 @@ def test_gc_cli_dry_run_default(tmp_path: Path) -> None:
     import typer
     import yaml
 
-    from pipelines.ops_cli import register
+    from pipelines.cli.ops import register
 
     s = _stores(tmp_path / "storage")
     data = yaml.safe_load((Path(__file__).resolve().parent.parent / "flows.yaml").read_text())

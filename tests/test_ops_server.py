@@ -16,11 +16,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.server import ServerHandle, start_server, stop_pid
+from pipelines.runtime.gpu import GPU_TAG
+from pipelines.runtime.server import ServerHandle, start_server, stop_pid
 from tinyemo_core.config import FlowsFile
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def gpu_limit(tag: str) -> int | None:
+    """The slots of the tag's concurrency limit on the current Prefect API (public client), or None."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_concurrency_limit_by_tag(tag).concurrency_limit
+        except ObjectNotFound:
+            return None
 
 
 def _config(tmp: Path) -> Path:
@@ -77,13 +90,12 @@ def test_serve_run_by_name_and_backbone_trigger(tmp_path: Path, server: ServerHa
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from pipelines.gpu import read_gpu_limit
 
     config = _config(tmp_path)
     env = {**os.environ, "PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(server.home),
            "PREFECT_LOCAL_STORAGE_PATH": str(tmp_path / "results"), "PYTHONPATH": str(ROOT),
            "PREFECT_RUNNER_POLL_FREQUENCY": "1"}    # the served runner looks for new runs every second
-    serve = subprocess.Popen([sys.executable, "-m", "pipelines.ops_cli", "serve", "--config", str(config)],
+    serve = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--config", str(config)],
                              cwd=ROOT, env=env, stdout=open(tmp_path / "serve.log", "wb"),
                              stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -96,7 +108,7 @@ def test_serve_run_by_name_and_backbone_trigger(tmp_path: Path, server: ServerHa
                 time.sleep(1.0)
             assert names == {"build-dataset/demo", "backbone-added/new-backbone"}
             # created on serve from flows.yaml gpu.slots (default 1)
-            assert read_gpu_limit() == (2 if "gpu" in FlowsFile.model_fields else 1)
+            assert gpu_limit(GPU_TAG) == (2 if "gpu" in FlowsFile.model_fields else 1)
 
             # a run started by stable name through the Prefect CLI itself
             cmd = [sys.executable, "-m", "prefect", "deployment", "run", "build-dataset/demo", "--watch",
@@ -119,7 +131,7 @@ def test_serve_run_by_name_and_backbone_trigger(tmp_path: Path, server: ServerHa
                 "backbone-added/new-backbone on tinyemo.backbone.added")
             assert automations and "tinyemo.backbone.added" in automations[0].trigger.expect
 
-            cmd = [sys.executable, "-m", "pipelines.ops_cli", "backbone", "add", "tiny-random-llama",
+            cmd = [sys.executable, "-m", "pipelines.cli", "backbone", "add", "tiny-random-llama",
                    "--config", str(config)]
             add = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
             assert add.returncode == 0, add.stdout + add.stderr

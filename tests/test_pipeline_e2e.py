@@ -15,7 +15,7 @@ def _snapshot(root: Path, pattern: str) -> dict[str, int]:
 
 
 def test_build_dataset_end_to_end_and_cached(tmp_path: Path, small_config, prefect_harness) -> None:
-    from pipelines.build_dataset import build_dataset
+    from pipelines.flows.build_dataset import build_dataset
 
     config = small_config()
     storage = tmp_path / "storage"

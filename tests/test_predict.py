@@ -20,7 +20,7 @@ OVERRIDES = ['held_in=["demo_emoroi", "demo_emoset"]', "training.epochs=6"]
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, prefect_harness) -> dict:
-    from pipelines.build_dataset import build_dataset
+    from pipelines.flows.build_dataset import build_dataset
 
     config = write_small_config(tmp_path_factory.mktemp("predict"))
     return {"config": config, **build_dataset(config=str(config), profile="demo", overrides=OVERRIDES)}
@@ -67,7 +67,7 @@ def test_predict_ranks_true_label_first(built: dict) -> None:
 
 
 def _cli() -> typer.Typer:
-    from pipelines.predict import register
+    from pipelines.cli.predict import register
 
     app = typer.Typer()
     register(app)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_one_failing_shard_then_rerun_redoes_only_it(small_config, prefect_harness) -> None:
-    from pipelines.extract_features import extract_features
+    from pipelines.flows.extract_features import extract_features
 
     config = small_config()
     data = yaml.safe_load(config.read_text())

@@ -9,15 +9,15 @@ for the registries and ``storage_root``, to the top level (``datasets.demo_emoro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from tinyemo_core.data.adapters import ADAPTERS
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
 from tinyemo_core.generate.spec import GenerationSpec
-from tinyemo_core.ops_spec import DeploymentSpec, GpuSpec, TaskRunnerSpec
+from tinyemo_core.ops_spec import NAME_PATTERN, DeploymentSpec, GpuSpec, TaskRunnerSpec
 from tinyemo_core.projector.spec import TrainingSpec
 
 LAYOUTS = tuple(ADAPTERS)  # one adapter per published layout + generic folders/CSV/JSONL
@@ -42,6 +42,10 @@ class DatasetSpec(Strict):
     seed: int = 0  # seeded, stratified split where none is published
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    # Which images a ZERO-SHOT role scores (held-in datasets are always scored on their test split): "all" =
+    # every decodable image, never trained on (the authors' protocol for ArtPhoto, Abstract, UnbiasedEmo);
+    # "test" = the test split only (Emotion6 / FI as published; held-in datasets left out of a Table III row).
+    zero_shot_split: Literal["all", "test"] = "all"
 
 
 class ExtractionSpec(Strict):
@@ -62,6 +66,13 @@ class DemoDataSpec(Strict):
     image_size: int = Field(64, ge=16)
 
 
+class GridSpec(Strict):
+    """The encoder x backbone grid of ``encoder-backbone-grid`` for this profile (TinyEmo Table IV)."""
+
+    encoders: list[str] = Field(min_length=1)
+    backbones: list[str] = Field(min_length=1)
+
+
 class ProfileSpec(Strict):
     description: str = ""
     held_in: list[str] = Field(min_length=1)
@@ -74,6 +85,7 @@ class ProfileSpec(Strict):
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     generation: GenerationSpec | None = None
+    grid: GridSpec | None = None  # default encoders/backbones of encoder-backbone-grid (Table IV)
 
 
 class FlowsFile(Strict):
@@ -81,7 +93,7 @@ class FlowsFile(Strict):
     encoders: dict[str, VisionEncoderSpec]
     backbones: dict[str, BackboneSpec]
     datasets: dict[str, DatasetSpec]
-    deployments: dict[str, DeploymentSpec] = {}
+    deployments: dict[Annotated[str, StringConstraints(pattern=NAME_PATTERN)], DeploymentSpec] = {}
     task_runner: TaskRunnerSpec = TaskRunnerSpec()
     gpu: GpuSpec = GpuSpec()
     profiles: dict[str, ProfileSpec]
@@ -163,15 +175,26 @@ def load_config(
         raise ConfigError(f"profiles.{profile}: no such profile (known: {', '.join(flows.profiles)})")
     spec = flows.profiles[profile]
     where = f"profiles.{profile}"
+    base = path.parent
+    storage_root = _resolve_path(base, flows.storage_root)
+    from tinyemo_core.registry import backbones
+
+    known_backbones = backbones(flows, storage_root)  # flows.yaml + `tinyemo backbone add` entries
     problems = []
     if spec.encoder not in flows.encoders:
         problems.append(
             f"{where}.encoder: unknown encoder {spec.encoder!r} (known: {', '.join(flows.encoders)})"
         )
-    if spec.backbone not in flows.backbones:
+    if spec.backbone not in known_backbones:
         problems.append(
-            f"{where}.backbone: unknown backbone {spec.backbone!r} (known: {', '.join(flows.backbones)})"
+            f"{where}.backbone: unknown backbone {spec.backbone!r} (known: {', '.join(known_backbones)})"
         )
+    for i, name in enumerate(spec.grid.encoders if spec.grid else []):
+        if name not in flows.encoders:
+            problems.append(f"{where}.grid.encoders.{i}: unknown encoder {name!r}")
+    for i, name in enumerate(spec.grid.backbones if spec.grid else []):
+        if name not in known_backbones:
+            problems.append(f"{where}.grid.backbones.{i}: unknown backbone {name!r}")
     roles: dict[str, Literal["held_in", "zero_shot"]] = {}
     for role in ("held_in", "zero_shot"):
         for i, name in enumerate(getattr(spec, role)):
@@ -184,8 +207,6 @@ def load_config(
             roles[name] = role  # type: ignore[assignment]
     if problems:
         raise ConfigError("invalid flows.yaml:\n  " + "\n  ".join(problems))
-    base = path.parent
-    storage_root = _resolve_path(base, flows.storage_root)
     datasets = {
         n: flows.datasets[n].model_copy(update={"root": _resolve_path(base, flows.datasets[n].root)})
         for n in roles
@@ -202,7 +223,7 @@ def load_config(
         encoder_name=spec.encoder,
         encoder=encoder,
         backbone_name=spec.backbone,
-        backbone=flows.backbones[spec.backbone],
+        backbone=known_backbones[spec.backbone],
         datasets=datasets,
         roles=roles,
         spec=spec,

@@ -75,13 +75,3 @@ class GpuSpec(BaseModel):
 
     slots: int = Field(1, gt=0)                          # one GPU-bound task per GPU by default
     tag: str = Field("tinyemo-gpu", pattern=NAME_PATTERN)
-
-
-class OpsSettings(BaseModel):
-    """The operations sections of flows.yaml together (handy for validating them in one go)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    deployments: dict[str, DeploymentSpec] = {}
-    task_runner: TaskRunnerSpec = TaskRunnerSpec()
-    gpu: GpuSpec = GpuSpec()

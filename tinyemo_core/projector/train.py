@@ -19,6 +19,7 @@ from tinyemo_core.projector.losses import build_loss
 from tinyemo_core.projector.model import MetricProjector, count_parameters
 from tinyemo_core.projector.spec import TrainingSpec
 from tinyemo_core.store.atomic import read_json, write_json
+from tinyemo_core.store.runs import run_complete
 
 
 @dataclass
@@ -69,6 +70,18 @@ def validation_accuracy(model: MetricProjector, data: TrainData, label_table: np
     return accs
 
 
+def _synonym_rows(train: TrainData, synonyms: dict[int, list[int]] | None) -> np.ndarray | None:
+    """Rows that may take a synonym text: ``train.synonym_rows``; a single dataset without a mask takes
+    them all; several datasets without a mask are refused (the swap must not reach datasets that did not
+    ask for it, TinyEmo Appendix C: WEBEmo only)."""
+    if not synonyms or train.synonym_rows is not None:
+        return train.synonym_rows
+    if len(np.unique(train.group_ids)) > 1:
+        raise ValueError("synonyms given for several datasets without TrainData.synonym_rows: mark the rows "
+                         "of the datasets with synonyms: true")
+    return None
+
+
 def _safe_pct_start(pct_start: float, total_steps: int) -> float:
     """torch's OneCycleLR divides by zero when the warm-up is exactly one step (pct_start * total_steps == 1,
     e.g. the paper's 0.005 with 200 steps); shorten it by 0.1% then, which only drops that empty phase."""
@@ -99,9 +112,10 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
     """Train a Metric Projector (TinyEmo §III-B, §IV) into ``out_dir``.
 
     ``label_vectors`` (V, D) is the shared label vocabulary (normalised here); ``train.label_ids`` and the
-    ``synonyms`` values index it. AdamW + OneCycleLR (cosine) over ``epochs * steps_per_epoch`` steps. After
-    every epoch: ``last.safetensors``, ``best.safetensors`` when the mean validation accuracy over datasets
-    improves or ties (ties go to the later epoch; without ``val``, best = last), an atomic ``checkpoint.pt``
+    ``synonyms`` values index it. Synonyms replace only the target TEXT of ``train.synonym_rows``; the class
+    id (positives/negatives) stays the sample's own. AdamW + OneCycleLR (cosine) over
+    ``epochs * steps_per_epoch`` steps. After every epoch: ``last.safetensors``, ``best.safetensors`` when
+    the mean validation accuracy over datasets improves or ties (ties go to the later epoch; without ``val``, best = last), an atomic ``checkpoint.pt``
     and ``metrics.json``; then ``on_epoch(record)``. A killed run resumes from its last completed epoch and
     ends bit-identical to an uninterrupted one; a finished run (``metrics.json`` done) is returned as is.
     Unlike the reference, validation is a split distinct from test and the best epoch is really tracked.
@@ -124,8 +138,7 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
         model = MetricProjector(train.in_dim, table_np.shape[1], spec.hidden_dim, spec.dropout).to(device)
         config = _run_config(model, spec, train, vocab)
         _check_same_run(out_dir, config)
-        metrics = read_json(out_dir / io.METRICS)
-        if metrics is not None and metrics.get("done"):
+        if run_complete(out_dir):
             return _load_finished(out_dir)
         write_json(out_dir / io.CONFIG, config)
 
@@ -149,14 +162,16 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
         for epoch in range(start_epoch + 1, spec.epochs + 1):
             shuffle_rng, synonym_rng, torch_seed = _epoch_seeds(spec.seed, epoch)
             torch.manual_seed(torch_seed)
-            targets = draw_synonyms(train.label_ids, synonyms, spec.synonym_prob, synonym_rng)
+            text_ids = draw_synonyms(train.label_ids, synonyms, spec.synonym_prob, synonym_rng,
+                                     eligible=_synonym_rows(train, synonyms))
             model.train()
             total_loss, t0 = 0.0, time.perf_counter()
             bar = tqdm(total=steps, desc=f"projector epoch {epoch}/{spec.epochs}", disable=not progress,
                        leave=False)
             for idx in epoch_batches(len(train), spec.batch_size, shuffle_rng):
-                target = torch.from_numpy(targets[idx]).to(device)
-                loss = loss_fn(model(train.batch(idx, device)), target, table)
+                classes = torch.from_numpy(train.label_ids[idx]).to(device)
+                texts = torch.from_numpy(text_ids[idx]).to(device)
+                loss = loss_fn(model(train.batch(idx, device)), classes, table, texts)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

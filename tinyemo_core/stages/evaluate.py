@@ -1,12 +1,12 @@
-"""Evaluation stage: each dataset's test split scored against ITS OWN label set (paper §IV, REFERENCE_NOTES).
+"""Evaluation stage: each dataset scored against ITS OWN label set (TinyEmo §IV).
 
-Exact label match, every test sample scored (the reference's substring match and drop_last are defects).
+Held-in datasets are scored on their test split; zero-shot datasets on every image by default (they are
+never trained on; ``zero_shot_split: test`` keeps a published/seeded test split, e.g. Emotion6 and FI).
+Exact label match, every sample scored (the reference's substring match and drop_last are defects).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,12 @@ import numpy as np
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.provenance import current
-from tinyemo_core.stages.assemble import DatasetSplit, label_ids, load_split
-from tinyemo_core.store.atomic import read_json, write_json
+from tinyemo_core.stages.assemble import DatasetSplit, eval_splits, label_ids, load_split
+from tinyemo_core.store.atomic import write_json
+from tinyemo_core.store.evaluations import plan_evaluation, read_report, staged_evaluation
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table
+from tinyemo_core.store.plan import StorePlan
 
 
 def eval_fingerprint(
@@ -33,6 +35,7 @@ def eval_fingerprint(
     detail = {
         n: {
             "role": roles[n],
+            "splits": list(eval_splits(s, roles[n])),
             "template": s.template,
             "manifest": manifest_hashes[n],
             "features": feature_hashes[n],
@@ -40,6 +43,11 @@ def eval_fingerprint(
         for n, s in datasets.items()
     }
     return step_fingerprint("evaluate", Path(run_dir).name, which, label_fingerprint, detail)
+
+
+def plan(run_dir: Path, fingerprint: str) -> StorePlan:
+    """Where the evaluation for ``fingerprint`` goes and whether it is complete."""
+    return plan_evaluation(run_dir, fingerprint)
 
 
 def evaluate(
@@ -55,9 +63,9 @@ def evaluate(
     tsne: bool = True,
     title: str = "TinyEmo evaluation",
 ) -> dict[str, Any]:
-    """Score every dataset's test split and write report.md / report.json / plots into ``out_dir``."""
-    report_json = out_dir / "report.json"
-    if (done := read_json(report_json)) is not None:
+    """Score every dataset (held-in: test split; zero-shot: :func:`eval_splits`) and write report.md /
+    report.json / plots into ``out_dir``; each dataset's summary names the splits it was scored on."""
+    if (done := read_report(out_dir)) is not None:
         return {"report_dir": str(out_dir), "computed": False, "summary": done.get("summary", {})}
     from tinyemo_core.evaluate.metrics import score_dataset, summarise
     from tinyemo_core.evaluate.report import write_report
@@ -67,7 +75,7 @@ def evaluate(
     model = load_projector(run_dir, which=which)
     scores, projected_by_ds, multi = {}, {}, {}
     for name, spec in datasets.items():
-        split = load_split(name, Path(manifests[name]), stores[name], "test")
+        split = load_split(name, Path(manifests[name]), stores[name], eval_splits(spec, roles[name]))
         projected = project(model, split.features)
         cand_vectors = table.vectors[label_ids(table, split.candidates, spec.template)]
         scores[name] = score_dataset(
@@ -79,13 +87,12 @@ def evaluate(
     summary = summarise(scores, roles)
     for name, extra in multi.items():
         summary["datasets"][name].update(extra)
-    # the report folder is written under a temporary name and renamed into place: report.json => complete
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    written = write_report(summary, scores, tmp_dir, title=title, projected=projected_by_ds if tsne else None)
-    write_json(tmp_dir / "provenance.json", current())
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp_dir, out_dir)
+    for name, spec in datasets.items():
+        summary["datasets"][name]["splits"] = list(eval_splits(spec, roles[name]))
+    with staged_evaluation(out_dir) as tmp_dir:  # renamed into place: report.json => complete
+        written = write_report(summary, scores, tmp_dir, title=title,
+                               projected=projected_by_ds if tsne else None)
+        write_json(tmp_dir / "provenance.json", current())
     paths = {k: out_dir / Path(v).relative_to(tmp_dir) for k, v in written.items()}
     return {
         "report_dir": str(out_dir),
@@ -98,7 +105,7 @@ def evaluate(
 def multi_label_scores(
     projected: np.ndarray, split: DatasetSplit, cand_vectors: np.ndarray
 ) -> dict[str, Any]:
-    """Multi-label datasets (EMOTIC, seed 003): mean average precision over categories, each image's cosine
+    """Multi-label datasets (EMOTIC, as in LLaVA on EMOTIC): mean average precision over categories, each image's cosine
     to every candidate label as its score (categories without a positive in the split are skipped)."""
     from tinyemo_core.evaluate.metrics import mean_average_precision
 

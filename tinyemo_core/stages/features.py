@@ -12,19 +12,14 @@ import numpy as np
 
 from tinyemo_core.encoders.specs import VisionEncoderSpec
 from tinyemo_core.fingerprint import stable_hash
-from tinyemo_core.store.features import FeatureStore, ShardPlan
+from tinyemo_core.store.features import FeatureStore, ShardPlan, feature_store_root
 from tinyemo_core.store.manifests import read_manifest
+from tinyemo_core.store.plan import StorePlan
 
 _LOCK = threading.Lock()
 
 
 OUTPUTS = ("pooled", "patches")
-
-
-def feature_store_root(storage_root: Path, encoder_name: str, dataset: str, output: str = "pooled") -> Path:
-    """``features/<encoder>/<dataset>``; patch tokens: their own store ``features/<encoder>.patches/``."""
-    folder = encoder_name if output == "pooled" else f"{encoder_name}.{output}"
-    return storage_root / "features" / folder / dataset
 
 
 def encoder_fingerprint(spec: VisionEncoderSpec) -> str:
@@ -40,6 +35,14 @@ def open_store(
         raise ValueError(f"unknown encoder output {output!r}; choose one of {OUTPUTS}")
     fp = fingerprint if output == "pooled" else f"{fingerprint}:{output}"
     return FeatureStore(feature_store_root(storage_root, encoder_name, dataset, output), fp)
+
+
+def plan(storage_root: Path, encoder_name: str, dataset: str, spec: VisionEncoderSpec,
+         output: str = "pooled") -> StorePlan:
+    """The store for (encoder, dataset, output): complete when its manifest is committed (images added to
+    the dataset later are planned shard by shard, see :func:`plan_shards`)."""
+    store = open_store(storage_root, encoder_name, dataset, encoder_fingerprint(spec), output)
+    return StorePlan(store.encoder_fingerprint, store.root, store.manifest() is not None)
 
 
 def plan_shards(manifest: Path, dataset_root: Path, store: FeatureStore, shard_size: int) -> list[ShardPlan]:

@@ -14,6 +14,7 @@ from tinyemo_core.store.manifests import (
     read_summary,
     write_manifest,
 )
+from tinyemo_core.store.plan import StorePlan
 
 
 def demo_data_root(storage_root: Path) -> Path:
@@ -42,11 +43,18 @@ def demo_data_complete(storage_root: Path) -> bool:
 
 def ingest_settings(spec: DatasetSpec) -> dict[str, Any]:
     """The settings that shape a manifest (the root's contents are hashed separately)."""
-    return spec.model_dump(mode="json", exclude={"root", "template", "synonyms"})
+    return spec.model_dump(mode="json", exclude={"root", "template", "synonyms", "zero_shot_split"})
 
 
 def ingest_fingerprint(name: str, spec: DatasetSpec) -> str:
     return manifest_fingerprint(name, ingest_settings(spec), spec.root)
+
+
+def plan(name: str, spec: DatasetSpec, storage_root: Path) -> StorePlan:
+    """The manifest for dataset ``name`` as configured: fingerprint, path, complete or not."""
+    fp = ingest_fingerprint(name, spec)
+    path = manifest_path(storage_root, name, fp)
+    return StorePlan(fp, path, manifest_complete(path))
 
 
 def ingest(

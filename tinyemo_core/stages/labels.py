@@ -7,17 +7,17 @@ from typing import Any
 
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import BackboneSpec
-from tinyemo_core.fingerprint import stable_hash
-from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.labels import (
     LabelTable,
     label_set_fingerprint,
-    label_table_complete,
     label_table_path,
+    label_table_summary,
     render,
+    vocabulary_table_path,
     write_label_table,
 )
 from tinyemo_core.store.manifests import read_manifest
+from tinyemo_core.store.plan import StorePlan
 
 
 def dataset_labels(manifest: Path) -> list[str]:
@@ -60,13 +60,8 @@ def embed_labels(
     """Embed every (label, template) text with the backbone unless the table already exists."""
     set_fp = label_set_fingerprint(fingerprint, pairs)
     path = label_table_path(storage_root, backbone_name, set_fp)
-    if label_table_complete(path):
-        return {
-            "table": str(path),
-            "fingerprint": set_fp,
-            "computed": False,
-            **read_json(path.with_suffix(".json")),
-        }
+    if (summary := label_table_summary(path)) is not None:
+        return {"table": str(path), "fingerprint": set_fp, "computed": False, **summary}
     from tinyemo_core.encoders.labels import load_label_embedder
 
     embedder = load_label_embedder(spec, storage_root / "models")
@@ -86,8 +81,19 @@ def write_indexed_table(path: Path, table: LabelTable, meta: dict[str, Any]) -> 
     return write_label_table(path, table, {**meta, "index": index_info})
 
 
-def vocabulary_table_path(storage_root: Path, backbone_name: str, fingerprint: str) -> Path:
-    return label_table_path(storage_root, backbone_name, "vocab-" + stable_hash("vocabulary", fingerprint))
+def plan(spec: BackboneSpec, backbone_name: str, pairs: list[tuple[str, str]],
+         storage_root: Path) -> StorePlan:
+    """The label table for ``pairs`` embedded by the backbone: label-set fingerprint, path, complete."""
+    set_fp = label_set_fingerprint(backbone_fingerprint(spec), pairs)
+    path = label_table_path(storage_root, backbone_name, set_fp)
+    return StorePlan(set_fp, path, label_table_summary(path) is not None)
+
+
+def plan_vocabulary(spec: BackboneSpec, backbone_name: str, storage_root: Path) -> StorePlan:
+    """The backbone's whole-vocabulary table: fingerprint, path, complete."""
+    fp = backbone_fingerprint(spec)
+    path = vocabulary_table_path(storage_root, backbone_name, fp)
+    return StorePlan(fp, path, label_table_summary(path) is not None)
 
 
 def embed_vocabulary(
@@ -96,8 +102,8 @@ def embed_vocabulary(
     """The backbone's whole tokenizer vocabulary as a label table + FAISS index (paper §IV-G: nearest tokens
     to a projected image), in paper mode: each token's own static embedding row."""
     path = vocabulary_table_path(storage_root, backbone_name, fingerprint)
-    if label_table_complete(path):
-        return {"table": str(path), "computed": False, **read_json(path.with_suffix(".json"))}
+    if (summary := label_table_summary(path)) is not None:
+        return {"table": str(path), "computed": False, **summary}
     from tinyemo_core.encoders.labels import load_label_embedder
 
     embedder = load_label_embedder(spec, storage_root / "models")

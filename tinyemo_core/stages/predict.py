@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from tinyemo_core.config import RunConfig
-from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.labels import render
+from tinyemo_core.store.runs import parse_run_name, resolve_run  # noqa: F401  (resolve_run: re-export)
 
 
 @dataclass
@@ -31,36 +31,10 @@ class Prediction:
         return asdict(self)
 
 
-def _finished(run_dir: Path) -> bool:
-    return bool((read_json(run_dir / "metrics.json") or {}).get("done"))
-
-
-def resolve_run(run: str, storage_root: Path) -> Path:
-    """``run`` as a run folder path, a folder name under ``<storage>/runs``, or ``latest`` (the most
-    recently finished run)."""
-    runs = Path(storage_root) / "runs"
-    if run == "latest":
-        done = [p for p in runs.glob("*") if p.is_dir() and _finished(p)]
-        if not done:
-            raise FileNotFoundError(f"no finished run under {runs}; train one (tinyemo run train-projector)")
-        return max(done, key=lambda p: (p / "metrics.json").stat().st_mtime_ns)
-    for candidate in (Path(run).expanduser(), runs / run):
-        if candidate.is_dir():
-            if not _finished(candidate):
-                raise FileNotFoundError(f"{candidate} holds no finished projector run (no done metrics.json)")
-            return candidate.resolve()
-    known = sorted(p.name for p in runs.glob("*") if p.is_dir())
-    raise FileNotFoundError(f"run {run!r} not found (neither a folder nor under {runs}); "
-                            f"known runs: {', '.join(known) or 'none'}; or pass --run latest")
-
-
 def run_models(run_dir: Path) -> tuple[str, str]:
-    """(encoder name, backbone name) from a run folder named ``<encoder>__<backbone>__<fingerprint>``."""
-    parts = Path(run_dir).name.split("__")
-    if len(parts) != 3:
-        raise ValueError(f"run folder {Path(run_dir).name!r} is not named <encoder>__<backbone>__<fp>; "
-                         "cannot tell which encoder and backbone it was trained with")
-    return parts[0], parts[1]
+    """(encoder name, backbone name) of a run folder (named ``<encoder>__<backbone>__<fingerprint>``)."""
+    name = parse_run_name(run_dir)
+    return name.encoder, name.backbone
 
 
 def config_for_run(cfg: RunConfig, run_dir: Path, overrides: Sequence[str] = ()) -> RunConfig:

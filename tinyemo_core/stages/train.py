@@ -10,10 +10,12 @@ from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.projector.spec import TrainingSpec
 from tinyemo_core.provenance import current
-from tinyemo_core.stages.assemble import joint_arrays, load_split, synonym_map
-from tinyemo_core.store.atomic import read_json, write_json
+from tinyemo_core.stages.assemble import joint_arrays, load_split, synonym_map, synonym_rows
+from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table
+from tinyemo_core.store.plan import StorePlan
+from tinyemo_core.store.runs import plan_run, read_metrics, run_complete
 
 
 def train_fingerprint(
@@ -39,8 +41,9 @@ def train_fingerprint(
     )
 
 
-def run_dir(storage_root: Path, encoder_name: str, backbone_name: str, fingerprint: str) -> Path:
-    return storage_root / "runs" / f"{encoder_name}__{backbone_name}__{fingerprint[:12]}"
+def plan(storage_root: Path, encoder_name: str, backbone_name: str, fingerprint: str) -> StorePlan:
+    """Where the run for ``fingerprint`` goes and whether it has finished (see ``store.runs``)."""
+    return plan_run(storage_root, encoder_name, backbone_name, fingerprint)
 
 
 def train(
@@ -57,16 +60,15 @@ def train(
     """Train on the train splits, choose the best epoch on the val splits (never the test split)."""
     from tinyemo_core.projector.train import TrainData, train_projector
 
-    metrics_path = out_dir / "metrics.json"
-    done = read_json(metrics_path)
-    if done and done.get("done"):
-        return {"run_dir": str(out_dir), "computed": False, **_summary(done)}
+    if run_complete(out_dir):
+        return {"run_dir": str(out_dir), "computed": False, **_summary(read_metrics(out_dir))}
     table = read_label_table(Path(label_table))
     names = list(held_in)
     train_parts = [load_split(n, Path(manifests[n]), stores[n], "train") for n in names]
     val_parts = [load_split(n, Path(manifests[n]), stores[n], "val") for n in names]
     feats, ids, groups, cands = joint_arrays(train_parts, held_in, table)
-    train_data = TrainData(feats, ids, groups, cands, group_names=names)
+    train_data = TrainData(feats, ids, groups, cands, group_names=names,
+                           synonym_rows=synonym_rows(train_parts, held_in))
     val_data = None
     if sum(len(p.labels) for p in val_parts):
         vf, vi, vg, vc = joint_arrays(val_parts, held_in, table)
@@ -83,7 +85,7 @@ def train(
     )
     from tinyemo_core.evaluate.plots import plot_training_curves
 
-    history = (read_json(metrics_path) or {}).get("epochs") or []
+    history = (read_metrics(out_dir) or {}).get("epochs") or []
     if history:
         plot_training_curves(history, out_dir / "training_curves.png")
     write_json(out_dir / "provenance.json", current())
@@ -91,7 +93,7 @@ def train(
         "run_dir": str(out_dir),
         "computed": True,
         "train_rows": len(ids),
-        **_summary(read_json(metrics_path)),
+        **_summary(read_metrics(out_dir)),
     }
 
 

@@ -182,3 +182,9 @@ class FeatureStore:
         if missing:
             raise KeyError(f"{len(missing)} image ids have no feature in {self.root} (e.g. {missing[0]})")
         return list(image_ids), vectors[[pos[i] for i in image_ids]]
+
+
+def feature_store_root(storage_root: Path, encoder_name: str, dataset: str, output: str = "pooled") -> Path:
+    """``features/<encoder>/<dataset>``; patch tokens: their own store ``features/<encoder>.patches/``."""
+    folder = encoder_name if output == "pooled" else f"{encoder_name}.{output}"
+    return Path(storage_root) / "features" / folder / dataset

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tinyemo_core.provenance import describe
 from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.evaluations import PREFIX, evaluation_complete, list_evaluations
+from tinyemo_core.store.runs import list_runs, parse_run_name, run_complete
 
 
 @dataclass
@@ -22,7 +24,8 @@ class StoreEntry:
     produced_by: str = ""
 
 
-def _size(path: Path) -> int:
+def tree_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder."""
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -33,7 +36,7 @@ def _entry(kind: str, name: str, path: Path, meta: dict | None, fingerprint: str
     meta_d = meta or {}
     done = meta is not None if complete is None else complete
     by = describe(meta_d.get("produced_by"))
-    return StoreEntry(kind, name, path, done, meta_d.get("rows"), _size(path), fingerprint, by)
+    return StoreEntry(kind, name, path, done, meta_d.get("rows"), tree_size(path), fingerprint, by)
 
 
 def _dirs(folder: Path, pattern: str) -> Iterator[Path]:
@@ -52,12 +55,12 @@ def inventory(root: Path) -> list[StoreEntry]:
         out.append(_entry("features", f"{store.parent.name}/{store.name}", store, meta, fp))
     for path in sorted((root / "labels").glob("*/*.parquet")):
         out.append(_entry("labels", path.parent.name, path, read_json(path.with_suffix(".json")), path.stem))
-    for run in _dirs(root / "runs", "*"):
-        done = bool((read_json(run / "metrics.json") or {}).get("done"))
+    for run in list_runs(root):
         meta = {"produced_by": read_json(run / "provenance.json")}
-        out.append(_entry("run", run.name, run, meta, run.name.split("__")[-1], complete=done))
-        for ev in _dirs(run, "eval-*"):
+        fingerprint = parse_run_name(run).fingerprint
+        out.append(_entry("run", run.name, run, meta, fingerprint, complete=run_complete(run)))
+        for ev in list_evaluations(run):
             meta = {"produced_by": read_json(ev / "provenance.json")}
-            done = (ev / "report.json").exists()
-            out.append(_entry("evaluation", f"{run.name}/{ev.name}", ev, meta, ev.name[5:], complete=done))
+            out.append(_entry("evaluation", f"{run.name}/{ev.name}", ev, meta, ev.name.removeprefix(PREFIX),
+                              complete=evaluation_complete(ev)))
     return out

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.fingerprint import stable_hash, step_fingerprint
 from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import read_json, write_json, write_parquet
 from tinyemo_core.store.vectors import column_to_numpy, vector_array
@@ -80,3 +80,13 @@ def read_label_table(path: Path) -> LabelTable:
         t["text"].to_pylist(),
         np.array(column_to_numpy(t["vector"]), dtype=np.float32),
     )
+
+
+def label_table_summary(path: Path) -> dict | None:
+    """The summary written next to a complete table (its completion marker), or None when incomplete."""
+    return read_json(Path(path).with_suffix(".json")) if Path(path).exists() else None
+
+
+def vocabulary_table_path(store_root: Path, backbone: str, backbone_fingerprint: str) -> Path:
+    """The whole-vocabulary table of one backbone (TinyEmo §IV-G token probing)."""
+    return label_table_path(store_root, backbone, "vocab-" + stable_hash("vocabulary", backbone_fingerprint))

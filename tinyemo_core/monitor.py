@@ -1,60 +1,24 @@
-"""GPU gating and device monitoring.
+"""Device monitoring for long stages: GPU memory and utilisation through NVML, process RSS on CPU hosts.
 
-Gating: tasks that run on a GPU carry the tag ``tinyemo-gpu`` (set by the flows only when the encoder's
-device resolves to cuda). A Prefect tag-based concurrency limit on that tag, created/updated here on
-serve/setup, caps how many such tasks run at once across every flow on the server, so two flows never
-oversubscribe one GPU; untagged (CPU) tasks are not gated.
-
-Monitoring: :class:`DeviceMonitor` samples NVML (nvidia-ml-py) while a stage runs and reports the device name,
-peak GPU memory and utilisation for table artifacts; without a GPU it reports ``"cpu"``.
+:class:`DeviceMonitor` samples NVML (nvidia-ml-py, the ``gpu`` extra) in a background thread while a stage
+runs and reports the device name, peak GPU memory and utilisation for table artifacts; without a GPU it
+reports ``"cpu"`` and the process's peak resident memory. No Prefect import: the pipeline publishes what it
+returns.
 """
 
 from __future__ import annotations
 
+import resource
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tinyemo_core.ops_spec import GpuSpec
 
-GPU_TAG = "tinyemo-gpu"
-
-
-def ensure_gpu_limit(spec: GpuSpec | None = None) -> int:
-    """Create or update the tag concurrency limit (``slots`` concurrent GPU tasks); return the slots set.
-
-    The Prefect server upserts by tag, so calling this on every ``tinyemo serve`` applies a changed ``slots``.
-    """
-    from prefect.client.orchestration import get_client
-
-    spec = spec or GpuSpec()
-    with get_client(sync_client=True) as client:
-        client.create_concurrency_limit(tag=spec.tag, concurrency_limit=spec.slots)
-    return spec.slots
-
-
-def read_gpu_limit(tag: str = GPU_TAG) -> int | None:
-    """The slots of the tag's concurrency limit on the current Prefect API, or ``None`` when there is none."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_concurrency_limit_by_tag(tag).concurrency_limit
-        except ObjectNotFound:
-            return None
-
-
-def gpu_tags(device: str, tag: str = GPU_TAG) -> list[str]:
-    """``[tag]`` when ``device`` (``auto``, ``cuda``, ``cuda:1``, ``cpu``) is a GPU here, else ``[]``.
-
-    Use as ``task.with_options(tags=gpu_tags(cfg.encoder.device))`` so only GPU work takes a slot.
-    """
-    if device == "auto":
-        import torch
-
-        return [tag] if torch.cuda.is_available() else []
-    return [tag] if device.startswith("cuda") else []
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def _nvml():
@@ -126,11 +90,13 @@ class DeviceMonitor:
     def summary(self) -> dict[str, Any]:
         if not self._samples:
             return {"device": self._name, "peak_gpu_memory_mb": None,
-                    "peak_torch_memory_mb": _torch_peak_mb(), "gpu_util_mean": None, "gpu_util_peak": None}
+                    "peak_torch_memory_mb": _torch_peak_mb(), "gpu_util_mean": None, "gpu_util_peak": None,
+                    "peak_rss_mb": peak_rss_mb()}
         mems, utils = zip(*self._samples, strict=True)
         return {"device": self._name, "peak_gpu_memory_mb": round(max(mems) / 2**20, 1),
                 "peak_torch_memory_mb": _torch_peak_mb(),
-                "gpu_util_mean": round(sum(utils) / len(utils), 1), "gpu_util_peak": max(utils)}
+                "gpu_util_mean": round(sum(utils) / len(utils), 1), "gpu_util_peak": max(utils),
+                "peak_rss_mb": peak_rss_mb()}
 
 
 def _reset_torch_peak() -> None:

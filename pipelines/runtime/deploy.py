@@ -13,45 +13,24 @@ Mapping (one entry ``deployments.<name>: {flow: F, profile: P, ...}``):
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
-from pipelines.runners import task_runner_from
-from tinyemo_core.config import ConfigError
-from tinyemo_core.ops_spec import NAME_PATTERN, DeploymentSpec, OpsSettings
+from pipelines.runtime.runners import task_runner_from
+from tinyemo_core.config import ConfigError, FlowsFile, load_flows
+from tinyemo_core.ops_spec import DeploymentSpec
 
 
-def _errors(exc: ValidationError) -> str:
-    return "invalid flows.yaml:\n  " + "\n  ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-
-
-def ops_settings(config: str | Path) -> OpsSettings:
-    """The ``deployments``, ``task_runner`` and ``gpu`` sections of flows.yaml, validated."""
-    path = Path(config)
-    if not path.exists():
-        raise ConfigError(f"config file {path} not found; pass --config PATH")
-    data = yaml.safe_load(path.read_text()) or {}
-    section = {k: data[k] for k in ("deployments", "task_runner", "gpu") if data.get(k) is not None}
-    try:
-        ops = OpsSettings.model_validate(section)
-    except ValidationError as exc:
-        raise ConfigError(_errors(exc)) from None
-    bad = [n for n in ops.deployments if not re.match(NAME_PATTERN, n)]
-    if bad:
-        raise ConfigError(f"deployments: names {bad} must be letters, digits, '-', '_' or '.'")
-    return ops
+def ops_settings(config: str | Path) -> FlowsFile:
+    """flows.yaml validated as a whole (``deployments``, ``task_runner`` and ``gpu`` included)."""
+    return load_flows(Path(config))
 
 
 def known_flows() -> dict[str, Any]:
     """Every deployable flow by Prefect name (the lead's registry plus ``backbone-added``)."""
-    from pipelines.backbones import backbone_added
-    from pipelines.registry import flows
+    from pipelines.flows import flows
+    from pipelines.flows.backbone_added import backbone_added
 
     return {**flows(), backbone_added.name: backbone_added}
 
@@ -94,7 +73,7 @@ def to_runner_deployment(name: str, spec: DeploymentSpec, config: Path, flows: d
         entrypoint_type=EntrypointType.MODULE_PATH if module_entrypoint else EntrypointType.FILE_PATH)
 
 
-def _check_profiles(config: Path, ops: OpsSettings) -> None:
+def _check_profiles(config: Path, ops: FlowsFile) -> None:
     from tinyemo_core.config import load_config
 
     for name, spec in ops.deployments.items():
@@ -123,7 +102,7 @@ def serve(config: str | Path, only: list[str] | None = None, limit: int | None =
     """``tinyemo serve``: set up the GPU concurrency limit, then serve the deployments until interrupted."""
     from prefect import serve as prefect_serve
 
-    from pipelines.gpu import ensure_gpu_limit
+    from pipelines.runtime.gpu import ensure_gpu_limit
 
     deployments = served_deployments(config, only)
     if not deployments:
@@ -136,7 +115,7 @@ def deploy_to_pools(config: str | Path) -> list[str]:
     """``tinyemo deploy``: register entries with ``work_pool`` (workers import the flows by module path)."""
     from prefect import deploy as prefect_deploy
 
-    from pipelines.gpu import ensure_gpu_limit
+    from pipelines.runtime.gpu import ensure_gpu_limit
 
     config = Path(config).resolve()
     ops = ops_settings(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from pipelines.common import config_from, ensure_features, ensure_manifests, feature_hashes
+from pipelines.flows.steps import config_from, ensure_features, ensure_manifests, feature_hashes
 
 
 @flow(name="extract-features")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from pipelines.common import config_from, ensure_labels, ensure_manifests
+from pipelines.flows.steps import config_from, ensure_labels, ensure_manifests
 
 
 @flow(name="embed-labels")

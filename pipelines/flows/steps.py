@@ -7,36 +7,22 @@ costs a fingerprint and a cache lookup); flows differ only in where they stop.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
-from pipelines import tasks
-from pipelines.gpu import gpu_tags
-from pipelines.progress import ThrottledProgress
+from pipelines.flows import tasks
+from pipelines.runtime.caching import run_cached, scoped
+from pipelines.runtime.gpu import gpu_tags
+from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.config import RunConfig, load_config
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.stages import evaluate as evaluate_stage
 from tinyemo_core.stages import features, ingest, labels
 from tinyemo_core.stages import train as train_stage
-from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.features import FeatureStore
-from tinyemo_core.store.labels import label_set_fingerprint, label_table_complete, label_table_path
-from tinyemo_core.store.manifests import manifest_complete, manifest_path
-
-
-def run_cached(task, complete: bool, **kwargs) -> Any:
-    """Call a cached task; when the store behind its key is missing, refresh the Prefect cache instead of
-    trusting it."""
-    return task.with_options(refresh_cache=not complete)(**kwargs)
-
-
-def scoped(cfg: RunConfig, fingerprint: str) -> str:
-    """A cache key: the content fingerprint scoped to this store root (a descriptor names files in it)."""
-    return stable_hash(str(cfg.storage_root), fingerprint, length=24)
 
 
 def config_from(config: str, profile: str, overrides: list[str] | None) -> RunConfig:
@@ -64,13 +50,12 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
         )
     out = {}
     for name, spec in cfg.datasets.items():
-        fp = ingest.ingest_fingerprint(name, spec)
-        done = manifest_complete(manifest_path(cfg.storage_root, name, fp))
+        plan = ingest.plan(name, spec, cfg.storage_root)
         out[name] = run_cached(
             tasks.ingest_task,
-            done,
-            key=scoped(cfg, fp),
-            fingerprint=fp,
+            plan.complete,
+            key=scoped(cfg, plan.fingerprint),
+            fingerprint=plan.fingerprint,
             name=name,
             spec=spec,
             storage_root=cfg.storage_root,
@@ -194,12 +179,10 @@ def feature_hashes(stores: dict[str, FeatureStore]) -> dict[str, str]:
 def ensure_labels(cfg: RunConfig, manifests: dict[str, dict]) -> dict:
     pairs = labels.label_pairs(cfg.datasets, {n: d["manifest"] for n, d in manifests.items()})
     bb_fp = labels.backbone_fingerprint(cfg.backbone)
-    done = label_table_complete(
-        label_table_path(cfg.storage_root, cfg.backbone_name, label_set_fingerprint(bb_fp, pairs))
-    )
+    plan = labels.plan(cfg.backbone, cfg.backbone_name, pairs, cfg.storage_root)
     desc = run_cached(
         tasks.embed_labels_task,
-        done,
+        plan.complete,
         key=scoped(cfg, bb_fp + stable_hash(pairs)),
         fingerprint=bb_fp,
         spec=cfg.backbone,
@@ -221,10 +204,9 @@ def ensure_labels(cfg: RunConfig, manifests: dict[str, dict]) -> dict:
         description="Label embeddings",
     )
     if cfg.spec.vocabulary_table:
-        vocab_path = labels.vocabulary_table_path(cfg.storage_root, cfg.backbone_name, bb_fp)
         vocab = run_cached(
             tasks.embed_vocabulary_task,
-            label_table_complete(vocab_path),
+            labels.plan_vocabulary(cfg.backbone, cfg.backbone_name, cfg.storage_root).complete,
             key=scoped(cfg, "vocabulary" + bb_fp),
             fingerprint=bb_fp,
             spec=cfg.backbone,
@@ -244,8 +226,8 @@ def ensure_training(cfg: RunConfig, manifests: dict, stores: dict, label_desc: d
         label_desc["fingerprint"],
         cfg.spec.training,
     )
-    out_dir = train_stage.run_dir(cfg.storage_root, cfg.encoder_name, cfg.backbone_name, fp)
-    done = bool((read_json(out_dir / "metrics.json") or {}).get("done"))
+    plan = train_stage.plan(cfg.storage_root, cfg.encoder_name, cfg.backbone_name, fp)
+    out_dir, done = plan.path, plan.complete
     progress = ThrottledProgress("train-progress", "Projector epochs (%)", interval_s=0.0)
     epochs = cfg.spec.training.epochs
     if not done:
@@ -287,10 +269,11 @@ def ensure_evaluation(
         {n: d["content_hash"] for n, d in manifests.items()},
         feature_hashes(stores),
     )
-    out_dir = Path(train_desc["run_dir"]) / f"eval-{fp[:12]}"
+    plan = evaluate_stage.plan(Path(train_desc["run_dir"]), fp)
+    out_dir = plan.path
     desc = run_cached(
         tasks.evaluate_task,
-        (out_dir / "report.json").exists(),
+        plan.complete,
         key=scoped(cfg, fp),
         run_dir=Path(train_desc["run_dir"]),
         which=which,

@@ -8,30 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 import pipelines  # noqa: F401  (sets PREFECT_HOME etc. before Prefect is imported)
-from tinyemo_core.config import ConfigError, load_config
+from pipelines.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt, console, load, print_rows
 
 app = typer.Typer(
     help="tinyemo: build, train and evaluate small emotion-aware vision-language models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="flows.yaml to read")]
-ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="profile in flows.yaml")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override KEY=VALUE (repeatable)")]
-
-
-def _config(config: Path, profile: str, overrides: list[str] | None):
-    try:
-        return load_config(config, profile, overrides or [])
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -48,18 +34,18 @@ def run(
     overrides: SetOpt = None,
 ) -> None:
     """Run one flow through Prefect (embedded server unless PREFECT_API_URL points at one)."""
-    from pipelines.registry import flows
+    from pipelines.flows import flows
 
     known = flows()
     if flow not in known:
         console.print(f"[red]unknown flow {flow!r}[/red]; choose one of: {', '.join(known)}")
         raise typer.Exit(2)
-    cfg = _config(config, profile, overrides)
+    cfg = load(config, profile, overrides)
     console.print(
         f"[bold]tinyemo[/bold] {flow} · profile [cyan]{cfg.profile}[/cyan] · store {cfg.storage_root}"
     )
     start = time.perf_counter()
-    from pipelines.runners import task_runner_from
+    from pipelines.runtime.runners import task_runner_from
 
     runner = task_runner_from(cfg.flows.task_runner)
     result = known[flow].with_options(task_runner=runner)(
@@ -98,26 +84,23 @@ def validate(
     config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", overrides: SetOpt = None
 ) -> None:
     """Validate flows.yaml and print the resolved profile."""
-    cfg = _config(config, profile, overrides)
+    cfg = load(config, profile, overrides)
     console.print_json(cfg.model_dump_json(exclude={"flows"}))
 
 
 @app.command()
-def status(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo") -> None:
+def status(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo",
+           as_json: JsonOpt = False) -> None:
     """List every store under the storage root and whether it is complete."""
     from tinyemo_core.store.inventory import inventory
 
-    cfg = _config(config, profile, [])
-    entries = inventory(cfg.storage_root)
-    table = Table(title=f"Stores under {cfg.storage_root}")
-    for col in ("kind", "name", "complete", "rows", "size", "fingerprint", "produced by"):
-        table.add_column(col)
-    for e in entries:
-        done = "[green]yes[/green]" if e.complete else "[red]no[/red]"
-        rows = "" if e.rows is None else str(e.rows)
-        size = f"{e.size_bytes / 1e6:.2f} MB"
-        table.add_row(e.kind, e.name, done, rows, size, (e.fingerprint or "")[:16], e.produced_by)
-    console.print(table if entries else "no stores yet: run `tinyemo run build-dataset`")
+    cfg = load(config, profile, [])
+    rows = [{"kind": e.kind, "name": e.name, "complete": e.complete, "rows": e.rows,
+             "size_mb": round(e.size_bytes / 1e6, 2), "fingerprint": e.fingerprint,
+             "produced_by": e.produced_by}
+            for e in inventory(cfg.storage_root)]
+    print_rows(rows, title=f"Stores under {cfg.storage_root}", as_json=as_json,
+               empty="no stores yet: run `tinyemo run build-dataset`")
 
 
 @app.command("serve-generator")
@@ -146,15 +129,10 @@ def serve_generator(
 
 def _register_extensions() -> None:
     """Commands that live in their own modules (operations; predict)."""
-    from pipelines import ops_cli
+    from pipelines.cli import ops, predict
 
-    ops_cli.register(app)
-    from pipelines import predict
-
+    ops.register(app)
     predict.register(app)
 
 
 _register_extensions()
-
-if __name__ == "__main__":
-    app()

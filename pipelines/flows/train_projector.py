@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from prefect import flow
 
-from pipelines.common import config_from, ensure_features, ensure_labels, ensure_manifests, ensure_training
+from pipelines.flows.steps import (
+    config_from,
+    ensure_features,
+    ensure_labels,
+    ensure_manifests,
+    ensure_training,
+)
 
 
 @flow(name="train-projector")

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from pipelines.common import (
+from pipelines.flows.steps import (
     config_from,
     ensure_evaluation,
     ensure_features,
@@ -24,7 +24,7 @@ from pipelines.common import (
     run_cached,
     scoped,
 )
-from pipelines.tasks import CACHED
+from pipelines.flows.tasks import CACHED
 from tinyemo_core.config import RunConfig, load_config
 from tinyemo_core.projector.io import CONFIG
 from tinyemo_core.stages import experiments as exp

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from pipelines.common import (
+from pipelines.flows.steps import (
     config_from,
     ensure_evaluation,
     ensure_features,

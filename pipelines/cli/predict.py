@@ -11,21 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli.options import ConfigOpt, ProfileOpt, SetOpt, console
+from pipelines.cli.options import fail as _fail
 from tinyemo_core.config import ConfigError, load_config
-
-console = Console()
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="flows.yaml to read")]
-ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="profile in flows.yaml")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override KEY=VALUE (repeatable)")]
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]{message}[/red]")
-    return typer.Exit(2)
 
 
 def predict_command(
@@ -95,7 +85,7 @@ def reground_command(
     overrides: SetOpt = None,
 ) -> None:
     """Evaluate the profile's trained projector with other label texts, no retraining (Table VII)."""
-    from pipelines.experiments import reground_labels
+    from pipelines.flows.experiments import reground_labels
 
     variants: dict[str, dict] = {}
     for item in maps or []:

@@ -7,9 +7,6 @@ runner works.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from tinyemo_core.ops_spec import TaskRunnerSpec
@@ -42,19 +39,3 @@ def task_runner_from(spec: TaskRunnerSpec | dict | None) -> TaskRunner:
     except ImportError as exc:
         raise RunnerUnavailable("task_runner.kind: ray needs prefect-ray: pip install prefect-ray") from exc
     return RayTaskRunner(address=spec.address) if spec.address else RayTaskRunner()
-
-
-def task_runner_spec(config: str | Path) -> TaskRunnerSpec:
-    """The ``task_runner:`` section of a flows.yaml (defaults when absent)."""
-    data = yaml.safe_load(Path(config).read_text()) or {}
-    return TaskRunnerSpec.model_validate(data.get("task_runner") or {})
-
-
-def describe(runner: TaskRunner) -> str:
-    """A short human name for logs and tables: ``thread(4)``, ``dask(tcp://host:8786)``, ``dask(local)``."""
-    name = type(runner).__name__
-    if isinstance(runner, ThreadPoolTaskRunner):
-        workers = runner._max_workers
-        return f"thread({workers if workers < 1024 else 'default'})"
-    address = getattr(runner, "address", None)
-    return f"{name.removesuffix('TaskRunner').lower()}({address or 'local'})"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyemo_core.store.inventory import inventory
+from tinyemo_core.store.inventory import inventory, tree_size
 
 
 @dataclass
@@ -26,12 +26,6 @@ class Garbage:
     path: Path
     size_bytes: int
     reason: str
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _newest_mtime(path: Path) -> float:
@@ -52,7 +46,7 @@ def incomplete_stores(storage_root: Path, min_age_s: float = 3600.0) -> list[Gar
             paths += [p for p in entry.path.parent.glob(entry.path.stem + ".*") if p != entry.path]
         for p in paths:
             why = f"{entry.kind} {entry.name}: no completion marker"
-            out.append(Garbage("incomplete-store", p, _size(p), why))
+            out.append(Garbage("incomplete-store", p, tree_size(p), why))
     seen = {g.path for g in out}
     for tmp in storage_root.rglob("*.tmp"):
         old = tmp.is_file() and now - tmp.stat().st_mtime >= min_age_s
@@ -84,15 +78,18 @@ def unneeded_results(results_dir: Path, storage_roots: list[Path]) -> list[Garba
     A result naming filesystem paths is needed while all of them exist; an ``extract-shard`` result (it names
     a shard, not a path) while a shard of that name exists under one of ``storage_roots``. Others are kept.
     """
-    from prefect._internal.result_records import ResultRecord
+    from prefect.filesystems import LocalFileSystem
+    from prefect.results import ResultStore
 
     if not results_dir.is_dir():
         return []
+    storage = LocalFileSystem(basepath=str(results_dir))
+    store = ResultStore(result_storage=storage, cache_result_in_memory=False)
     shards: set[str] | None = None
     out = []
     for path in sorted(p for p in results_dir.iterdir() if p.is_file()):
         try:
-            value = ResultRecord.deserialize(path.read_bytes()).result
+            value = store.read(path.name).result
         except Exception as exc:  # noqa: BLE001 - any unreadable record is garbage, whatever the cause
             why = f"unreadable result ({type(exc).__name__})"
             out.append(Garbage("result", path, path.stat().st_size, why))

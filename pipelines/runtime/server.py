@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.env import PROJECT_ROOT
+from pipelines.runtime.env import PROJECT_ROOT
 
 STATE_FILE = "tinyemo-server.json"
 

@@ -1,49 +1,21 @@
 """Prefect tasks: each is a few lines around one ``tinyemo_core.stages`` function.
 
 Tasks take and return small descriptors (paths, fingerprints, counts). Cache keys are the stages' content
-fingerprints (passed as ``key``), never Prefect's default run-scoped policy; the filesystem stays the
-source of
-truth (a flow refreshes the cache when the store behind a key is gone, see ``pipelines.common.run_cached``).
+fingerprints (passed as ``key``, see :mod:`pipelines.runtime.caching`).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from prefect import task
-from prefect.context import TaskRunContext
 
-from pipelines.gpu import DeviceMonitor
-from pipelines.progress import ThrottledProgress
-from tinyemo_core.provenance import recorded_as
+from pipelines.runtime.caching import CACHED, recorded
+from pipelines.runtime.progress import ThrottledProgress
+from tinyemo_core.monitor import DeviceMonitor
 from tinyemo_core.stages import evaluate as evaluate_stage
 from tinyemo_core.stages import features, ingest, labels
 from tinyemo_core.stages import train as train_stage
-
-
-def by_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Cache key = task name + the content fingerprint the flow computed for this call."""
-    return f"{context.task.name}:{parameters['key']}"
-
-
-CACHED = {"cache_key_fn": by_key, "persist_result": True}
-
-
-def recorded(fn: Callable) -> Callable:
-    """Run a task body with its Prefect run identity recorded into every store it writes."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from prefect.runtime import flow_run, task_run
-
-        with recorded_as(flow=flow_run.flow_name, flow_run=flow_run.name, flow_run_id=flow_run.id,
-                         task_run=task_run.name):  # fmt: skip
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 @task(name="demo-data", **CACHED)

@@ -137,7 +137,7 @@ def generate_qa_profile(
 ) -> dict[str, Any]:
     """Synthetic instruction data for the profile's datasets (``generation:`` in flows.yaml), one subflow per
     dataset so image paths stay relative to that dataset's root."""
-    from pipelines.common import config_from, ensure_manifests
+    from pipelines.flows.steps import config_from, ensure_manifests
 
     cfg = config_from(config, profile, overrides)
     if cfg.spec.generation is None:

@@ -1,0 +1,72 @@
+"""Evaluation folders inside a run: ``runs/<run>/eval-<fingerprint[:12]>/``.
+
+The folder is written under a temporary name and renamed into place, so ``report.json`` existing means the
+whole report (tables, predictions, plots) is there. This module is the only reader of that marker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.plan import StorePlan
+from tinyemo_core.store.runs import list_runs, parse_run_name
+
+PREFIX = "eval-"
+REPORT = "report.json"
+
+
+def evaluation_dir(run_dir: Path, fingerprint: str) -> Path:
+    return Path(run_dir) / f"{PREFIX}{fingerprint[:12]}"
+
+
+def evaluation_complete(path: Path) -> bool:
+    return (Path(path) / REPORT).exists()
+
+
+def read_report(path: Path) -> dict | None:
+    """The evaluation's ``report.json``, or None when the evaluation is incomplete."""
+    return read_json(Path(path) / REPORT)
+
+
+def plan_evaluation(run_dir: Path, fingerprint: str) -> StorePlan:
+    path = evaluation_dir(run_dir, fingerprint)
+    return StorePlan(fingerprint, path, evaluation_complete(path))
+
+
+def list_evaluations(run_dir: Path) -> Iterator[Path]:
+    """Every evaluation folder of a run, complete or not (sorted by name)."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        yield from (p for p in sorted(run_dir.glob(f"{PREFIX}*")) if p.is_dir())
+
+
+@contextmanager
+def staged_evaluation(out_dir: Path) -> Iterator[Path]:
+    """Write an evaluation into a hidden temporary folder, renamed to ``out_dir`` when the block succeeds."""
+    out_dir = Path(out_dir)
+    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    yield tmp_dir
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp_dir, out_dir)
+
+
+def newest_reports(storage_root: Path, encoder_name: str) -> dict[str, dict]:
+    """Newest complete evaluation per backbone for one encoder: {backbone: {"run", "report", "summary"}}."""
+    out: dict[str, tuple[float, dict]] = {}
+    for run in list_runs(storage_root, encoder=encoder_name):
+        backbone = parse_run_name(run).backbone
+        for ev in list_evaluations(run):
+            data = read_report(ev)
+            if data is None:
+                continue
+            mtime = (ev / REPORT).stat().st_mtime
+            if backbone not in out or mtime > out[backbone][0]:
+                out[backbone] = (mtime, {"run": run.name, "report": str(ev / REPORT),
+                                         "summary": data.get("summary", {})})
+    return {b: v for b, (_, v) in sorted(out.items())}

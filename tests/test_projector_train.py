@@ -102,6 +102,7 @@ class Stop(Exception):
 
 def test_resume_after_stop_equals_straight_run(tmp_path: Path) -> None:
     train, val = two_datasets(203, seed=6), two_datasets(60, seed=7)
+    train.synonym_rows = train.group_ids == 0  # dataset "a" asks for synonyms
     synonyms = {0: [5], 3: [6, 7]}
 
     def stop_after_2(record: dict) -> None:

@@ -49,6 +49,17 @@ def load_split(name: str, manifest: Path, store: FeatureStore, split: str | tupl
     return DatasetSplit(name, ids, feats, table["label"].to_pylist(), candidates, lists)
 
 
+EVERY_SPLIT = ("train", "val", "test")
+
+
+def eval_splits(spec: DatasetSpec, role: str) -> tuple[str, ...]:
+    """The splits a dataset is scored on: held-in -> its test split; zero-shot -> every split (never trained
+    on, the default) or its test split when ``zero_shot_split: test`` (docs/projector.md, "Evaluation")."""
+    if role == "zero_shot" and spec.zero_shot_split == "all":
+        return EVERY_SPLIT
+    return ("test",)
+
+
 def label_ids(table: LabelTable, words: list[str], template: str) -> np.ndarray:
     index = table.index()
     missing = sorted({w for w in words if (w, template) not in index})

@@ -1,4 +1,4 @@
-"""Content fingerprints: a hash of everything that determines a step's output (ARCHITECTURE.md, "Stores").
+"""Content fingerprints: a hash of everything that determines a step's output (docs/architecture.md).
 
 Each step has a code version below; bump it when the step's output would change for the same inputs, so every
 store derived from it is recomputed instead of silently reused.
@@ -18,6 +18,8 @@ CODE_VERSIONS: dict[str, str] = {
     "train": "3",  # 2: validation ties go to the later epoch; 3: synonyms only for synonyms: true datasets,
     #              text swapped, class id kept; default loss cosine (Table VIII)
     "evaluate": "2",  # 2: zero-shot datasets scored on every image by default (zero_shot_split)
+    "interpret": "1",  # activation stores and the analyses derived from them (tinyemo_core/interpret)
+    "evaluate_generated": "1",  # generated-answer evaluation (tinyemo_core/judge, docs/judging.md)
 }
 
 
@@ -45,12 +47,3 @@ def stable_hash(*parts: Any, length: int = 16) -> str:
 def step_fingerprint(step: str, *inputs: Any) -> str:
     """Fingerprint of one pipeline step: its code version plus every input that shapes its output."""
     return stable_hash(step, CODE_VERSIONS[step], *inputs)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Full sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

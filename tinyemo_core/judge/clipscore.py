@@ -78,7 +78,8 @@ class ClipScorer:
         if pretrained is None:
             torch.manual_seed(spec.seed)  # the same seeded init as the image encoder of the feature store
         model, _, self.preprocess = open_clip.create_model_and_transforms(
-            spec.model, pretrained=pretrained, device="cpu", pretrained_hf=False)
+            spec.model, pretrained=pretrained, device="cpu", pretrained_hf=False
+        )
         self.model = model.eval().requires_grad_(False).to(device)
         self.tokenizer = open_clip.get_tokenizer(spec.model)
         self.context_length = int(getattr(self.tokenizer, "context_length", 77))
@@ -94,7 +95,7 @@ class ClipScorer:
         out = []
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
-                toks = self.tokenizer([prefix + t for t in texts[s:s + batch_size]]).to(self.device)
+                toks = self.tokenizer([prefix + t for t in texts[s : s + batch_size]]).to(self.device)
                 out.append(self.model.encode_text(toks).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.text_projection.shape[-1]), np.float32)
 
@@ -107,7 +108,7 @@ class ClipScorer:
         with torch.inference_mode():
             for s in range(0, len(paths), batch_size):
                 batch = []
-                for p in paths[s:s + batch_size]:
+                for p in paths[s : s + batch_size]:
                     with Image.open(p) as im:
                         batch.append(self.preprocess(im.convert("RGB")))
                 out.append(self.model.encode_image(torch.stack(batch).to(self.device)).float().cpu().numpy())
@@ -123,10 +124,15 @@ def score_texts(
     """Corpus and per-instance CLIP-S (and RefCLIP-S when ``references`` are given)."""
     cand = scorer.encode_texts(candidates)
     per = clip_s(image_feats, cand)
-    out: dict[str, Any] = {"clip_model": scorer.name, "w": W, "prefix": PREFIX,
-                           "truncation_tokens": scorer.context_length, "n": len(per),
-                           "clip_score": float(per.mean()) if len(per) else None,
-                           "per_instance": {"clip_score": per.tolist()}}
+    out: dict[str, Any] = {
+        "clip_model": scorer.name,
+        "w": W,
+        "prefix": PREFIX,
+        "truncation_tokens": scorer.context_length,
+        "n": len(per),
+        "clip_score": float(per.mean()) if len(per) else None,
+        "per_instance": {"clip_score": per.tolist()},
+    }
     if references is not None:
         flat = [r for refs in references for r in refs]
         feats = scorer.encode_texts(flat)

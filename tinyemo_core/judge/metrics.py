@@ -39,24 +39,39 @@ class SingleLabelScore:
 
     @property
     def accuracy(self) -> float:
-        return float(np.mean([p == t for p, t in zip(self.predicted, self.true_labels, strict=True)])) \
-            if self.n else math.nan
+        return (
+            float(np.mean([p == t for p, t in zip(self.predicted, self.true_labels, strict=True)]))
+            if self.n
+            else math.nan
+        )
 
     @property
     def accuracy_first_mention(self) -> float:
         """Accuracy when an answer naming several labels is scored by its first mention."""
-        return float(np.mean([p == t for p, t in zip(self.first_mention, self.true_labels, strict=True)])) \
-            if self.n else math.nan
+        return (
+            float(np.mean([p == t for p, t in zip(self.first_mention, self.true_labels, strict=True)]))
+            if self.n
+            else math.nan
+        )
 
     def counts(self) -> dict[str, int]:
         return {s: self.statuses.count(s) for s in ("ok", "several", "none", "failed")}
 
     def to_dict(self) -> dict[str, Any]:
         c = self.counts()
-        return {"n": self.n, "accuracy": self.accuracy, "accuracy_first_mention": self.accuracy_first_mention,
-                "several_policy": self.policy, "n_ok": c["ok"], "n_several": c["several"],
-                "n_none": c["none"], "n_failed": c["failed"], "candidates": self.candidates,
-                "confusion_columns": [*self.candidates, NONE_COLUMN], "confusion": self.confusion.tolist()}
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "accuracy_first_mention": self.accuracy_first_mention,
+            "several_policy": self.policy,
+            "n_ok": c["ok"],
+            "n_several": c["several"],
+            "n_none": c["none"],
+            "n_failed": c["failed"],
+            "candidates": self.candidates,
+            "confusion_columns": [*self.candidates, NONE_COLUMN],
+            "confusion": self.confusion.tolist(),
+        }
 
 
 def score_single_label(
@@ -79,23 +94,34 @@ def score_single_label(
         raise ValueError(f"true labels {unknown} are not among the candidates {candidates}")
     statuses = ["failed" if p is None else p.status for p in parsed]
     first = [None if p is None else p.label for p in parsed]
-    counted = [lb if st == "ok" or (st == "several" and several == "first") else None
-               for lb, st in zip(first, statuses, strict=True)]
+    counted = [
+        lb if st == "ok" or (st == "several" and several == "first") else None
+        for lb, st in zip(first, statuses, strict=True)
+    ]
     cols = [*candidates, NONE_COLUMN]
-    conf = confusion_matrix(list(true_labels), [c if c is not None else NONE_COLUMN for c in counted],
-                            labels=cols)[: len(candidates)] if len(true_labels) else \
-        np.zeros((len(candidates), len(cols)), dtype=np.int64)
+    conf = (
+        confusion_matrix(
+            list(true_labels), [c if c is not None else NONE_COLUMN for c in counted], labels=cols
+        )[: len(candidates)]
+        if len(true_labels)
+        else np.zeros((len(candidates), len(cols)), dtype=np.int64)
+    )
     return SingleLabelScore(candidates, list(true_labels), counted, first, statuses, conf, several)
 
 
 def group_means(accuracies: dict[str, float], roles: dict[str, str]) -> dict[str, float | None]:
     """Held-in mean, held-out mean (datasets with role "zero_shot"/"held_out") and the mean over all."""
+
     def mean(xs: list[float]) -> float | None:
         return float(np.mean(xs)) if xs else None
+
     held_in = [a for d, a in accuracies.items() if roles.get(d) == "held_in"]
     held_out = [a for d, a in accuracies.items() if roles.get(d) in ("zero_shot", "held_out")]
-    return {"held_in_mean": mean(held_in), "held_out_mean": mean(held_out),
-            "total": mean(list(accuracies.values()))}
+    return {
+        "held_in_mean": mean(held_in),
+        "held_out_mean": mean(held_out),
+        "total": mean(list(accuracies.values())),
+    }
 
 
 def instruction_sensitivity(acc: dict[str, dict[str, float]], *, ddof: int = 0) -> dict[str, Any]:
@@ -111,15 +137,25 @@ def instruction_sensitivity(acc: dict[str, dict[str, float]], *, ddof: int = 0) 
         if len(vals) < 2:
             raise ValueError(f"instruction sensitivity needs >= 2 instructions; {ds!r} has {len(vals)}")
         mu = vals.mean()
-        per[ds] = {"mean": float(mu), "std_population": float(vals.std(ddof=0)),
-                   "std_sample": float(vals.std(ddof=1)),
-                   "sensitivity": float(vals.std(ddof=ddof) / mu) if mu > 0 else math.nan,
-                   "sensitivity_sample": float(vals.std(ddof=1) / mu) if mu > 0 else math.nan}
+        per[ds] = {
+            "mean": float(mu),
+            "std_population": float(vals.std(ddof=0)),
+            "std_sample": float(vals.std(ddof=1)),
+            "sensitivity": float(vals.std(ddof=ddof) / mu) if mu > 0 else math.nan,
+            "sensitivity_sample": float(vals.std(ddof=1) / mu) if mu > 0 else math.nan,
+        }
     valid = [v["sensitivity"] for v in per.values() if not math.isnan(v["sensitivity"])]
-    return {"std": "population" if ddof == 0 else "sample", "per_dataset": per,
-            "sensitivity": float(np.mean(valid)) if valid else None,
-            "sensitivity_sample": float(np.mean([v["sensitivity_sample"] for v in per.values()
-                                                 if not math.isnan(v["sensitivity_sample"])] or [math.nan]))}
+    return {
+        "std": "population" if ddof == 0 else "sample",
+        "per_dataset": per,
+        "sensitivity": float(np.mean(valid)) if valid else None,
+        "sensitivity_sample": float(
+            np.mean(
+                [v["sensitivity_sample"] for v in per.values() if not math.isnan(v["sensitivity_sample"])]
+                or [math.nan]
+            )
+        ),
+    }
 
 
 def multilabel_targets(label_lists: Sequence[Sequence[str]], categories: Sequence[str]) -> np.ndarray:
@@ -138,9 +174,13 @@ def map_scores(scores: np.ndarray, targets: np.ndarray, categories: Sequence[str
     """mAP over categories with a positive (sklearn average precision per category, see
     :func:`tinyemo_core.evaluate.metrics.mean_average_precision`) plus the per-category APs by name."""
     res = mean_average_precision(scores, targets)
-    return {"mAP": res.map, "skipped_categories": res.skipped,
-            "per_category": {c: (None if math.isnan(ap) else ap)
-                             for c, ap in zip(categories, res.per_category, strict=True)}}
+    return {
+        "mAP": res.map,
+        "skipped_categories": res.skipped,
+        "per_category": {
+            c: (None if math.isnan(ap) else ap) for c, ap in zip(categories, res.per_category, strict=True)
+        },
+    }
 
 
 def vad_bin_mae(predicted: Sequence[Sequence[int | None]], target: Sequence[Sequence[int]]) -> dict[str, Any]:

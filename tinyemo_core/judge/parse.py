@@ -85,7 +85,7 @@ def answer_field(text: str, markers: Sequence[str]) -> str | None:
             best = (i, i + len(m))
     if best is None:
         return None
-    return text[best[1]:].split("\n", 1)[0]
+    return text[best[1] :].split("\n", 1)[0]
 
 
 def find_mentions(text: str, labels: Sequence[str], *, synonyms: bool = True) -> list[tuple[int, int, str]]:
@@ -96,9 +96,7 @@ def find_mentions(text: str, labels: Sequence[str], *, synonyms: bool = True) ->
     return [(m.start(), m.end(), terms[m.group(1).lower()]) for m in pattern.finditer(text)]
 
 
-def parse_label(
-    text: str, labels: Sequence[str], *, recipe: str = "emovit", synonyms: bool = True
-) -> Parsed:
+def parse_label(text: str, labels: Sequence[str], *, recipe: str = "emovit", synonyms: bool = True) -> Parsed:
     """Apply the rules of this module's docstring to one answer."""
     markers = FIELD_MARKERS.get(recipe, ())
     scope = answer_field(text, markers) if markers else None

@@ -1,0 +1,50 @@
+"""Reading EMOTIC answers (LLaVA on EMOTIC poster): the category list and V/A/D words -> bins 1-10.
+
+Categories: every EMOTIC category named anywhere in the answer (the whole-word rules of
+:mod:`tinyemo_core.judge.parse`, no synonyms: the 26 names are the vocabulary). V/A/D: the word after
+"valence" / "arousal" / "dominance" (optionally followed by ":" or "is"), matched against the 10-word scale
+(index + 1 = bin), longest word first; a dimension without a scale word is missing (reported, not imputed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from tinyemo_core.judge.parse import parse_label_set
+
+DIMENSIONS = ("valence", "arousal", "dominance")
+
+
+def vad_scale() -> tuple[str, ...] | None:
+    """The 10 V/A/D words of the EMOTIC exports ("very low" = 1 ... "very high" = 10), or None when the
+    EMOTIC export module does not provide them (then V/A/D is not scored)."""
+    try:
+        from tinyemo_core.generate import emotic_export  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    words = getattr(emotic_export, "VAD_WORDS", None)
+    return tuple(words) if words else None
+
+
+def parse_vad(text: str, words: Sequence[str]) -> tuple[int | None, int | None, int | None]:
+    """Bins (1-10) of valence, arousal, dominance named in ``text``; None where a dimension has no word."""
+    if len(words) != 10:
+        raise ValueError(f"the V/A/D scale must have 10 words (bins 1-10), got {len(words)}")
+    alt = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    index = {w.lower(): i + 1 for i, w in enumerate(words)}
+    out = []
+    for dim in DIMENSIONS:
+        m = re.search(rf"\b{dim}\b\s*(?::|is|=)?\s*({alt})(?![a-z])", text, re.IGNORECASE)
+        out.append(index[m.group(1).lower()] if m else None)
+    return tuple(out)  # type: ignore[return-value]
+
+
+def vad_bin(value: float) -> int:
+    """A 1-10 EMOTIC rating as its bin (rounded half up, clipped to 1-10)."""
+    return int(min(10, max(1, int(float(value) + 0.5))))
+
+
+def parse_categories(text: str, categories: Sequence[str]) -> list[str]:
+    """The EMOTIC categories named in an answer, in order of first mention."""
+    return parse_label_set(text, categories, synonyms=False)

@@ -1,0 +1,91 @@
+"""Typed settings of the generated-answer evaluation (``evaluate_generated:`` in a flows.yaml profile)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tinyemo_core.generate.spec import GenerationSpec, ValidationSpec
+from tinyemo_core.judge.prompts import REASONING_PROMPT
+
+#: Fields that change how answers are fetched, not which answers: left out of the evaluation fingerprint.
+TRANSPORT_FIELDS = frozenset(
+    {"base_url", "api_key_env", "max_concurrency", "batch_size", "device", "timeout_s", "max_retries"}
+)
+
+
+class ClipScoreSpec(BaseModel):
+    """CLIPScore / RefCLIPScore of free-text answers to ``prompt`` (TinyEmo Table VI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = REASONING_PROMPT
+    max_tokens: int = Field(128, ge=1)
+    # JSON {image_id: [reference, ...]} or a LLaVA-format export (its gpt turns); None = CLIP-S only
+    references: Path | None = None
+    datasets: list[str] = Field(default_factory=list, description="empty = every evaluated dataset")
+
+
+class EvaluateGeneratedSpec(BaseModel):
+    """Which model answers which prompts, and how the answers are read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: Literal["tinyemo", "emovit", "llava-emotic"]
+    model: str = Field(..., min_length=1, description="saved model folder, or the served model id")
+    backend: Literal["auto", "transformers", "openai"] = Field(
+        "auto", description="auto: a folder -> in-process transformers, else an OpenAI-compatible endpoint"
+    )
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = Field(8, ge=1, le=4096)
+    batch_size: int = Field(8, ge=1, description="transformers: requests per generate() call")
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    max_tokens: int = Field(128, ge=1)
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+    datasets: list[str] = Field(default_factory=list, description="empty = the profile's held-in + zero-shot")
+    split: str = "test"
+    max_images: int | None = Field(None, ge=1, description="per dataset (smoke tests)")
+    instructions: list[str] = Field(
+        default_factory=list,
+        description="instruction templates ({options}/{labels}); empty = the recipe's own; >= 2 adds "
+        "instruction sensitivity (EmoVIT §4.3.2)",
+    )
+    synonyms: bool = True
+    several: Literal["wrong", "first"] = "wrong"
+    clipscore: ClipScoreSpec | None = None
+    likelihood_map: bool = Field(True, description="llava-emotic + transformers: teacher-forced mAP too")
+    answer_prefix: str = Field("", description="llava-emotic: text before the category list in the answer")
+
+    def resolved_backend(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        return "transformers" if Path(self.model).expanduser().is_dir() else "openai"
+
+    def generation_spec(self, max_tokens: int | None = None) -> GenerationSpec:
+        """The generation settings the shared runner and backends take: greedy, every answer kept."""
+        return GenerationSpec(
+            backend=self.resolved_backend(),
+            base_url=self.base_url,
+            model=self.model,
+            api_key_env=self.api_key_env,
+            max_concurrency=self.max_concurrency,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            temperature=0.0,
+            top_p=1.0,
+            max_tokens=max_tokens or self.max_tokens,
+            seed=0,
+            trust_remote_code=self.trust_remote_code,
+            device=self.device,
+            dtype=self.dtype,
+            # an evaluation scores every answer: only empty answers and request errors fail
+            validation=ValidationSpec(
+                min_chars=1, reject_truncated=False, require_question_mark=False, refusal_patterns=[]
+            ),
+        )

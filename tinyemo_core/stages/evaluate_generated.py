@@ -1,0 +1,384 @@
+"""Stage: evaluate what a model writes (docs/judging.md).
+
+Prompts per recipe over each dataset's test split go through the shared generation runner (batched,
+per-request cache under ``storage/answers/<model>-<fp8>/<dataset>/``, resumable); the answers are parsed and
+scored; the report lands in ``storage/evaluations/generated/<model>-<fp8>/<fingerprint[:12]>/`` (written under
+a temporary name and renamed: ``report.json`` there means complete).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyemo_core.config import DatasetSpec
+from tinyemo_core.encoders.specs import VisionEncoderSpec
+from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.judge import emotic as E
+from tinyemo_core.judge.metrics import (
+    group_means,
+    instruction_sensitivity,
+    map_scores,
+    multilabel_targets,
+    score_single_label,
+    vad_bin_mae,
+)
+from tinyemo_core.judge.parse import parse_label
+from tinyemo_core.judge.plan import EvalItem, chains_for, instruction_id, load_items
+from tinyemo_core.judge.prompts import default_instruction
+from tinyemo_core.judge.spec import TRANSPORT_FIELDS, EvaluateGeneratedSpec
+from tinyemo_core.store.answers import answers_dir, answers_root
+from tinyemo_core.store.atomic import read_json, write_json
+from tinyemo_core.store.evaluations import staged_evaluation
+from tinyemo_core.store.features import FeatureStore
+
+Progress = Callable[[dict], None]
+
+
+def make_generator(spec: EvaluateGeneratedSpec):
+    """The backend of ``spec.model``: a saved folder in process (batched), else an OpenAI endpoint."""
+    gen = spec.generation_spec()
+    if gen.backend == "transformers":
+        from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
+
+        return TransformersGenerator(
+            spec.model,
+            trust_remote_code=spec.trust_remote_code,
+            device=spec.device,
+            dtype=spec.dtype,
+            max_batch_size=spec.batch_size,
+        )
+    from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator
+
+    return OpenAIHTTPGenerator.from_spec(gen)
+
+
+def model_fingerprint(spec: EvaluateGeneratedSpec) -> str:
+    """The evaluated model's identity without loading it (a folder is hashed; an endpoint is asked)."""
+    if spec.resolved_backend() == "transformers":
+        from tinyemo_core.generate.backends.transformers_local import model_dir_fingerprint
+
+        return model_dir_fingerprint(spec.model, {"chat_format": "auto", "dtype": spec.dtype})
+    import asyncio
+
+    gen = make_generator(spec)
+
+    async def ask() -> str:
+        try:
+            await gen.health()
+            return gen.fingerprint
+        finally:
+            await gen.aclose()
+
+    return asyncio.run(ask())
+
+
+def templates(spec: EvaluateGeneratedSpec) -> list[str]:
+    return list(spec.instructions) or [default_instruction(spec.recipe)]
+
+
+def fingerprint(
+    spec: EvaluateGeneratedSpec,
+    model_fp: str,
+    manifests: dict[str, str],
+    roles: dict[str, str],
+    encoder_fp: str | None = None,
+) -> str:
+    """Everything that shapes the report: model, reading rules, prompts, data (manifest fingerprints)."""
+    settings = spec.model_dump(mode="json", exclude=set(TRANSPORT_FIELDS))
+    data = {n: {"manifest": Path(m).stem, "role": roles.get(n)} for n, m in sorted(manifests.items())}
+    return step_fingerprint("evaluate_generated", model_fp, settings, templates(spec), data, encoder_fp)
+
+
+def report_dir(storage_root: Path, generator_dir: str, fp: str) -> Path:
+    return Path(storage_root) / "evaluations" / "generated" / generator_dir / fp[:12]
+
+
+def complete(out_dir: Path) -> bool:
+    """The completion check: the report folder (renamed into place) has its report.json."""
+    return (Path(out_dir) / "report.json").exists()
+
+
+def evaluate_generated(
+    spec: EvaluateGeneratedSpec,
+    datasets: dict[str, DatasetSpec],
+    roles: dict[str, str],
+    manifests: dict[str, str],
+    storage_root: Path,
+    *,
+    encoder: VisionEncoderSpec | None = None,
+    feature_stores: dict[str, FeatureStore] | None = None,
+    generator: Any | None = None,
+    on_progress: Progress | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Ask, read and score; returns {"report_dir", "computed", "summary", "generation", "files"}."""
+    from tinyemo_core.generate.runner import collect, generator_dir, run_generation
+
+    names = list(spec.datasets) or list(datasets)
+    unknown = [n for n in names if n not in datasets or n not in manifests]
+    if unknown:
+        raise ValueError(
+            f"evaluate_generated.datasets: {unknown} are not datasets of this profile "
+            f"(known: {sorted(datasets)})"
+        )
+    gen = generator or make_generator(spec)
+    gen_spec = spec.generation_spec()
+    items: dict[str, list[EvalItem]] = {}
+    labels: dict[str, list[str]] = {}
+    for n in names:
+        items[n], labels[n] = load_items(n, Path(manifests[n]), datasets[n].root, spec.split, spec.max_images)
+    tmpl = templates(spec)
+    chains = {
+        (n, instruction_id(t)): chains_for(items[n], t, labels[n], f"eval-{spec.recipe}-{instruction_id(t)}")
+        for n in names
+        for t in tmpl
+    }
+    clip_names = [n for n in (spec.clipscore.datasets or names)] if spec.clipscore else []
+    clip_chains = (
+        {n: chains_for(items[n], spec.clipscore.prompt, labels[n], "eval-reasoning") for n in clip_names}
+        if spec.clipscore
+        else {}
+    )
+
+    import asyncio
+
+    asyncio.run(gen.health())
+    fp = fingerprint(
+        spec,
+        gen.fingerprint,
+        {n: manifests[n] for n in names},
+        roles,
+        _encoder_fp(encoder) if spec.clipscore else None,
+    )
+    out_dir = report_dir(storage_root, generator_dir(gen), fp)
+    if (done := read_json(out_dir / "report.json")) is not None:
+        return {"report_dir": str(out_dir), "computed": False, "summary": done["summary"], "fingerprint": fp}
+
+    def progress(p) -> None:
+        if on_progress is not None:
+            on_progress(
+                {
+                    "done": p.done,
+                    "total": p.total,
+                    "sent": p.sent,
+                    "cached": p.cached,
+                    "failed": p.failed,
+                    "tokens_per_s": p.tokens_per_s,
+                    "elapsed_s": p.elapsed_s,
+                }
+            )
+
+    all_chains = [c for cs in chains.values() for c in cs]
+    reports = [run_generation(all_chains, gen, gen_spec, answers_root(storage_root), progress).as_dict()]
+    if clip_chains:
+        cspec = spec.generation_spec(spec.clipscore.max_tokens)
+        reports.append(
+            run_generation(
+                [c for cs in clip_chains.values() for c in cs],
+                gen,
+                cspec,
+                answers_root(storage_root),
+                progress,
+            ).as_dict()
+        )
+    adir = answers_dir(storage_root, generator_dir(gen))
+    texts = {
+        k: [r.texts[0] if r.status == "ok" else None for r in collect(cs, gen_spec, adir, gen.fingerprint)]
+        for k, cs in chains.items()
+    }
+    summary, confusions, rows = _score(spec, names, tmpl, items, labels, texts, roles)
+    summary.update(
+        model=spec.model,
+        model_fingerprint=gen.fingerprint,
+        recipe=spec.recipe,
+        split=spec.split,
+        several=spec.several,
+        instructions=tmpl,
+        fingerprint=fp,
+    )
+    if spec.recipe == "llava-emotic" and spec.likelihood_map and hasattr(gen, "processor"):
+        for n in names:
+            summary["datasets"][n]["mAP_likelihood"] = _likelihood_map(
+                gen, spec, items[n], labels[n], tmpl[0]
+            )
+    if clip_chains:
+        cspec = spec.generation_spec(spec.clipscore.max_tokens)
+        summary["clipscore"] = _clipscore(
+            spec, encoder, feature_stores or {}, items, clip_chains, cspec, adir, gen.fingerprint
+        )
+        for n, d in summary["clipscore"]["datasets"].items():
+            summary["datasets"][n].update(clip_score=d["clip_score"], ref_clip_score=d.get("ref_clip_score"))
+    from tinyemo_core.judge.report import write_report
+    from tinyemo_core.provenance import current
+
+    with staged_evaluation(out_dir) as tmp:
+        written = write_report(
+            summary, confusions, rows, tmp, title=title or f"Generated-answer evaluation ({spec.recipe})"
+        )
+        write_json(tmp / "provenance.json", current())
+    files = {k: str(out_dir / Path(v).relative_to(tmp)) for k, v in written.items()}
+    return {
+        "report_dir": str(out_dir),
+        "computed": True,
+        "summary": summary,
+        "fingerprint": fp,
+        "generation": reports,
+        "files": files,
+    }
+
+
+def _score(spec, names, tmpl, items, labels, texts, roles):
+    summary: dict[str, Any] = {"datasets": {}}
+    confusions, rows, acc_by = {}, [], {}
+    scale = E.vad_scale() if spec.recipe == "llava-emotic" else None
+    for n in names:
+        d: dict[str, Any] = {"role": roles.get(n, "held_out"), "n": len(items[n])}
+        for k, t in enumerate(tmpl):
+            answers = texts[(n, instruction_id(t))]
+            if spec.recipe == "llava-emotic":
+                if k == 0:
+                    d.update(_score_emotic(items[n], labels[n], answers, scale, rows, n, instruction_id(t)))
+                continue
+            parsed = [
+                None if a is None else parse_label(a, labels[n], recipe=spec.recipe, synonyms=spec.synonyms)
+                for a in answers
+            ]
+            s = score_single_label([it.label for it in items[n]], parsed, labels[n], several=spec.several)
+            acc_by.setdefault(n, {})[instruction_id(t)] = s.accuracy
+            if k == 0:
+                d.update({kk: v for kk, v in s.to_dict().items() if kk not in ("candidates",)})
+                confusions[n] = (labels[n], s.confusion)
+            rows += [
+                {
+                    "dataset": n,
+                    "instruction": instruction_id(t),
+                    "sample_id": it.sample_id,
+                    "true": [it.label],
+                    "answer": a,
+                    "status": st,
+                    "predicted": [p] if p else [],
+                    "correct": p == it.label,
+                }
+                for it, a, st, p in zip(items[n], answers, s.statuses, s.predicted, strict=True)
+            ]
+        summary["datasets"][n] = d
+    if acc_by:
+        summary["means"] = group_means({n: v[instruction_id(tmpl[0])] for n, v in acc_by.items()}, roles)
+        if len(tmpl) > 1:
+            summary["sensitivity"] = instruction_sensitivity(acc_by)
+    return summary, confusions, rows
+
+
+def _score_emotic(items, cats, answers, scale, rows, name, instr) -> dict[str, Any]:
+    predicted = [E.parse_categories(a or "", cats) for a in answers]
+    targets = multilabel_targets([it.labels for it in items], cats)
+    binary = multilabel_targets(predicted, cats).astype(np.float64)
+    out: dict[str, Any] = {
+        "mAP_generated": map_scores(binary, targets, cats)["mAP"],
+        "n_failed": sum(a is None for a in answers),
+        "n_none": sum(not p for p in predicted),
+    }
+    if scale is not None and all(it.vad is not None for it in items):
+        pv = [E.parse_vad(a or "", scale) for a in answers]
+        mae = vad_bin_mae(pv, [[E.vad_bin(v) for v in it.vad] for it in items])
+        out.update(vad_mae=mae["mean"], vad=mae)
+    else:
+        out["vad_note"] = "not scored: no V/A/D word scale (tinyemo_core.generate.emotic_export.VAD_WORDS)"
+    rows += [
+        {
+            "dataset": name,
+            "instruction": instr,
+            "sample_id": it.sample_id,
+            "true": list(it.labels),
+            "answer": a,
+            "status": "failed" if a is None else ("ok" if p else "none"),
+            "predicted": p,
+            "correct": set(p) == set(it.labels),
+        }
+        for it, a, p in zip(items, answers, predicted, strict=True)
+    ]
+    return out
+
+
+def _likelihood_map(gen, spec, items, cats, template) -> float:
+    from PIL import Image
+
+    from tinyemo_core.judge.likelihood import category_log_likelihoods
+    from tinyemo_core.judge.prompts import render_instruction
+
+    prompt = render_instruction(template, cats)
+    scores = []
+    for it in items:
+        with Image.open(it.image_path) as im:
+            scores.append(
+                category_log_likelihoods(
+                    gen.model,
+                    gen.processor,
+                    prompt,
+                    im.convert("RGB"),
+                    cats,
+                    answer_prefix=spec.answer_prefix,
+                )
+            )
+    return map_scores(np.array(scores), multilabel_targets([it.labels for it in items], cats), cats)["mAP"]
+
+
+def _encoder_fp(encoder: VisionEncoderSpec | None) -> str | None:
+    from tinyemo_core.stages.features import encoder_fingerprint
+
+    return encoder_fingerprint(encoder) if encoder is not None else None
+
+
+def _clipscore(spec, encoder, stores, items, clip_chains, cspec, adir, model_fp) -> dict[str, Any]:
+    from tinyemo_core.generate.runner import collect
+    from tinyemo_core.judge.clipscore import ClipScorer, score_texts
+    from tinyemo_core.judge.references import load_references
+
+    if encoder is None:
+        raise ValueError("evaluate_generated.clipscore needs the profile's encoder (an open_clip model)")
+    scorer = ClipScorer(encoder)
+    refs = load_references(spec.clipscore.references) if spec.clipscore.references else None
+    enc_fp, source, out = _encoder_fp(encoder), set(), {}
+    for n, cs in clip_chains.items():
+        res = collect(cs, cspec, adir, model_fp)
+        keep = [(it, r.texts[0]) for it, r in zip(items[n], res, strict=True) if r.status == "ok"]
+        ids = [it.sample_id for it, _ in keep]
+        store = stores.get(n)
+        if store is not None and store.encoder_fingerprint == enc_fp and store.manifest() is not None:
+            _, feats = store.load(ids)
+            source.add("feature store (no image forward pass)")
+        else:
+            feats = scorer.encode_images([it.image_path for it, _ in keep])
+            source.add("recomputed (image forward pass)")
+        r_lists = None
+        if refs is not None:
+            missing = [i for i in ids if not refs.get(i)]
+            if missing:
+                raise KeyError(
+                    f"clipscore.references has no reference for {len(missing)} images of {n!r} "
+                    f"(e.g. {missing[0]})"
+                )
+            r_lists = [refs[i] for i in ids]
+        res_n = score_texts(scorer, np.asarray(feats, np.float32), [t for _, t in keep], r_lists)
+        out[n] = {
+            "n": res_n["n"],
+            "n_failed": len(cs) - len(keep),
+            "clip_score": res_n["clip_score"],
+            "ref_clip_score": res_n.get("ref_clip_score"),
+        }
+        meta = res_n
+    return {
+        "clip_model": scorer.name,
+        "w": meta["w"],
+        "prefix": meta["prefix"],
+        "truncation_tokens": meta["truncation_tokens"],
+        "prompt": spec.clipscore.prompt,
+        "image_features": ", ".join(sorted(source)),
+        "datasets": out,
+        "mean_clip_score": float(np.mean([d["clip_score"] for d in out.values()])) if out else math.nan,
+    }

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 import pipelines  # noqa: E402,F401  (project Prefect settings first)
 
@@ -44,12 +44,11 @@ def task_overhead(shards: int) -> dict:
 
 
 def build_times() -> dict:
-    from conftest import write_small_config
-
     from pipelines.flows.build_dataset import build_dataset
+    from tinyemo_core.config import write_scaled_demo
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = write_small_config(Path(tmp), epochs=5)
+        config = write_scaled_demo(ROOT / "flows.yaml", Path(tmp), epochs=5)
         out = {}
         for label in ("cold", "warm"):
             start = time.perf_counter()

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -32,16 +31,6 @@ def small_config(tmp_path: Path):
 
 def write_small_config(tmp: Path, **training) -> Path:
     """A copy of flows.yaml whose demo profile is small and stores under ``tmp``."""
-    data = yaml.safe_load((ROOT / "flows.yaml").read_text())
-    data["storage_root"] = str(tmp / "storage")
-    for spec in data["datasets"].values():
-        if spec["root"].startswith("storage/"):
-            spec["root"] = str(tmp / spec["root"])
-    demo = data["profiles"]["demo"]
-    demo["demo_data"]["images_per_class"] = 6
-    demo["extraction"]["shard_size"] = 64
-    demo["training"].update({"epochs": 8, **training})
-    demo["evaluation"]["tsne"] = False
-    path = tmp / "flows.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    from tinyemo_core.config import write_scaled_demo
+
+    return write_scaled_demo(ROOT / "flows.yaml", tmp, **{"epochs": 8, **training})

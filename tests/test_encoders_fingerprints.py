@@ -52,8 +52,9 @@ def test_fingerprints_import_no_torch_and_match_the_loaders(tmp_path: Path) -> N
     joy = fps.pop("joy")
     assert len(set(fps.values())) == len(fps)
     # the same values through the heavy modules (compatibility re-exports) and the loaded objects
+    from tinyemo_core.encoders.fingerprints import vision_fingerprint
     from tinyemo_core.encoders.labels import backbone_fingerprint, load_label_embedder
-    from tinyemo_core.encoders.vision import load_vision_encoder, vision_fingerprint
+    from tinyemo_core.encoders.vision import load_vision_encoder
 
     assert vision_fingerprint(vision_entry("clip-vit-l-14")) == fps["clip"]
     assert load_vision_encoder(vision_entry("demo-tiny-clip")).fingerprint == fps["demo"]

@@ -16,8 +16,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from registry_entries import vision_entry  # noqa: E402
 
+from tinyemo_core.encoders.fingerprints import vision_fingerprint  # noqa: E402
 from tinyemo_core.encoders.specs import VisionEncoderSpec  # noqa: E402
-from tinyemo_core.encoders.vision import load_vision_encoder, vision_fingerprint  # noqa: E402
+from tinyemo_core.encoders.vision import load_vision_encoder  # noqa: E402
 
 
 def _image(seed: int, size: tuple[int, int] = (90, 70)) -> PIL.Image.Image:

@@ -86,17 +86,19 @@ def test_ablation_rejects_unknown_dataset(demo: Path, prefect_harness) -> None:
 
 def test_encoder_backbone_grid(demo: Path, prefect_harness) -> None:
     from pipelines.flows.experiments import encoder_backbone_grid
+    from pipelines.flows.extract_features import extract_features
 
     storage = demo.parent / "storage"
+    extract_features(config=str(demo), profile="demo", overrides=OVERRIDES)  # cached when the ablation ran
     features = _mtimes(storage, "features/**/*")
+    assert features
     result = encoder_backbone_grid(config=str(demo), profile="demo", overrides=OVERRIDES)
     rows = result["rows"]
     assert [(r["encoder"], r["backbone"]) for r in rows] == [
         ("demo-tiny-clip", "minilm"), ("demo-tiny-clip", "tiny-random-llama")]
     assert rows[0]["Params"] != rows[1]["Params"]  # output width = the backbone's embedding width
     assert {p.name for p in (storage / "labels").iterdir()} >= {"minilm", "tiny-random-llama"}
-    if features:  # the ablation ran first in this module: the same encoder's features are reused
-        assert _mtimes(storage, "features/**/*") == features
+    assert _mtimes(storage, "features/**/*") == features  # every row reuses the cached image features
     for r in rows:
         assert 0.0 <= r["Total"] <= 1.0 and r["Zero-shot"] == r["demo_synonyms"]
     assert "| demo-tiny-clip | tiny-random-llama |" in Path(result["markdown"]).read_text()

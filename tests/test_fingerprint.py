@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyemo_core import fingerprint
-from tinyemo_core.fingerprint import file_sha256, stable_hash, step_fingerprint
+from tinyemo_core.encoders.hashing import file_sha256
+from tinyemo_core.fingerprint import stable_hash, step_fingerprint
 from tinyemo_core.projector.spec import TrainingSpec
 
 
@@ -30,4 +31,4 @@ def test_step_fingerprint_changes_with_code_version(monkeypatch) -> None:
 def test_file_sha256(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc")
-    assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert file_sha256(path) == "3:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -24,10 +24,11 @@ from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator
 from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
 from tinyemo_core.generate.cache import GenerationCache
 from tinyemo_core.generate.runner import collect, run_generation
-from tinyemo_core.generate.server import free_port, launch_server
+from tinyemo_core.generate.server import launch_server
 from tinyemo_core.generate.spec import GenerationSpec
 from tinyemo_core.generate.tasks import label_lists, load_manifest, plan
 from tinyemo_core.generate.tiny_model import build_tiny_vlm
+from tinyemo_core.net import free_port
 
 pytestmark = pytest.mark.slow  # the module fixture builds a model and starts a server (~15-40 s)
 

@@ -1,4 +1,4 @@
-"""Metric Projector shapes, parameter counts (REFERENCE_NOTES), losses against hand computation, spec."""
+"""Metric Projector shapes, parameter counts (TinyEmo §III-B), losses against hand computation, spec."""
 
 from __future__ import annotations
 

@@ -57,7 +57,6 @@ class ExtractionSpec(Strict):
 class EvaluationSpec(Strict):
     checkpoint: Literal["best", "last"] = "best"
     tsne: bool = True
-    confusion: bool = True
 
 
 class DemoDataSpec(Strict):
@@ -229,3 +228,24 @@ def load_config(
         spec=spec,
         flows=flows,
     )
+
+
+def write_scaled_demo(flows_yaml: Path | str, out_dir: Path | str, *, images_per_class: int = 6,
+                      shard_size: int = 64, tsne: bool = False, **training: Any) -> Path:
+    """A copy of ``flows_yaml`` whose ``demo`` profile is smaller (fewer images, ``training`` overrides) and
+    whose stores and demo data live under ``out_dir`` (for tests, benchmarks and quick experiments)."""
+    out_dir = Path(out_dir)
+    data = yaml.safe_load(Path(flows_yaml).read_text())
+    data["storage_root"] = str(out_dir / "storage")
+    for spec in data["datasets"].values():
+        if str(spec["root"]).startswith("storage/"):
+            spec["root"] = str(out_dir / spec["root"])
+    demo = data["profiles"]["demo"]
+    demo["demo_data"]["images_per_class"] = images_per_class
+    demo["extraction"]["shard_size"] = shard_size
+    demo["training"].update(training)
+    demo["evaluation"]["tsne"] = tsne
+    path = out_dir / "flows.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+

@@ -37,6 +37,7 @@ def print_rows(rows: list[dict], *, title: str, as_json: bool = False,
     """A listing: JSON with ``--json``; a table on a terminal (the first column, the name, is never wrapped or
     cut; other long values fold onto more lines); tab-separated lines with a header when piped."""
     import json
+    import sys
 
     from rich.table import Table
 
@@ -48,6 +49,7 @@ def print_rows(rows: list[dict], *, title: str, as_json: bool = False,
         return
     columns = list(dict.fromkeys(k for row in rows for k in row))
     if not console.is_terminal:
+        print(f"# {title}", file=sys.stderr)  # stdout stays plain rows for cut/awk
         print("\t".join(columns))
         for row in rows:
             print("\t".join(_cell(row.get(c)) for c in columns))

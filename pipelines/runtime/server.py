@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from pipelines.runtime.env import PROJECT_ROOT
+from tinyemo_core.net import free_port
 
 STATE_FILE = "tinyemo-server.json"
 
@@ -41,13 +41,6 @@ class ServerHandle:
 
 def default_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME", PROJECT_ROOT / ".prefect"))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:

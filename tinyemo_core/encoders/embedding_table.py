@@ -1,6 +1,6 @@
 """Read ONLY the static input-embedding matrix of a language-model checkpoint (never builds the model).
 
-TinyEmo embeds labels with the LLM's static token-embedding table (REFERENCE_NOTES), so a 7B backbone costs
+TinyEmo embeds labels with the LLM's static token-embedding table (the authors' code), so a 7B backbone costs
 one (vocab x hidden) tensor read from its safetensors shard, not 14 GB of weights. safetensors tensors are
 memory-mapped with numpy at the offsets the file header gives (little-endian, row-major by the format's
 spec), so only the rows a label uses are read and neither torch nor transformers is imported.

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from tinyemo_core.encoders.vision import VisionEncoder
+from tinyemo_core.encoders.vision_base import VisionEncoder
 
 LoadImage = Callable[[Path], PIL.Image.Image]
 

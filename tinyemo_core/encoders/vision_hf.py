@@ -8,7 +8,7 @@ import PIL.Image
 import torch
 
 from tinyemo_core.encoders.specs import VisionEncoderSpec
-from tinyemo_core.encoders.vision import VisionEncoder
+from tinyemo_core.encoders.vision_base import VisionEncoder
 
 # model_type -> (pooled feature, number of prefix tokens before the patches)
 _SUPPORTED = ("dinov2", "dinov2_with_registers", "siglip", "siglip_vision_model", "clip", "clip_vision_model")

@@ -7,8 +7,9 @@ from pathlib import Path
 import PIL.Image
 import torch
 
+from tinyemo_core.encoders.fingerprints import resolve_config_file
 from tinyemo_core.encoders.specs import VisionEncoderSpec
-from tinyemo_core.encoders.vision import VisionEncoder, resolve_config_file
+from tinyemo_core.encoders.vision_base import VisionEncoder
 
 
 def _register_config(config_file: str, model: str) -> None:

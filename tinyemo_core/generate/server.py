@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import io
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,8 @@ import httpx
 from fastapi import FastAPI, HTTPException
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
+
+from tinyemo_core.net import free_port
 
 from .backends.base import ChatRequest, Sampling, Turn, decode_data_url
 from .backends.transformers_local import TransformersGenerator
@@ -160,13 +161,6 @@ def serve_generator(
         model_path, device=device, trust_remote_code=trust_remote_code, chat_format=chat_format
     )
     uvicorn.run(create_app(gen, served_name), host=host, port=port, log_level="warning")
-
-
-def free_port() -> int:
-    """A currently free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 Reading goes through the column's value buffer with numpy (zero-copy on memory-mapped files), because
 pyarrow's
-own half-float conversion is ~8x slower (ENVIRONMENT.md, "Reading vectors back").
+own half-float conversion is ~8x slower (measured: docs/stores.md).
 """
 
 from __future__ import annotations

@@ -141,20 +141,20 @@ def instruction_sensitivity(acc: dict[str, dict[str, float]], *, ddof: int = 0) 
             "mean": float(mu),
             "std_population": float(vals.std(ddof=0)),
             "std_sample": float(vals.std(ddof=1)),
-            "sensitivity": float(vals.std(ddof=ddof) / mu) if mu > 0 else math.nan,
-            "sensitivity_sample": float(vals.std(ddof=1) / mu) if mu > 0 else math.nan,
+            # undefined (None) when every instruction scores 0: std/mean has no value
+            "sensitivity": float(vals.std(ddof=ddof) / mu) if mu > 0 else None,
+            "sensitivity_sample": float(vals.std(ddof=1) / mu) if mu > 0 else None,
         }
-    valid = [v["sensitivity"] for v in per.values() if not math.isnan(v["sensitivity"])]
+
+    def mean_of(key: str) -> float | None:
+        vals = [v[key] for v in per.values() if v[key] is not None]
+        return float(np.mean(vals)) if vals else None
+
     return {
         "std": "population" if ddof == 0 else "sample",
         "per_dataset": per,
-        "sensitivity": float(np.mean(valid)) if valid else None,
-        "sensitivity_sample": float(
-            np.mean(
-                [v["sensitivity_sample"] for v in per.values() if not math.isnan(v["sensitivity_sample"])]
-                or [math.nan]
-            )
-        ),
+        "sensitivity": mean_of("sensitivity"),
+        "sensitivity_sample": mean_of("sensitivity_sample"),
     }
 
 

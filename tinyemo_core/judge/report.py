@@ -22,6 +22,10 @@ def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}"
 
 
+def _f4(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -85,11 +89,11 @@ def markdown(summary: dict[str, Any], title: str) -> str:
         ]
         std_key = "std_population" if sens["std"] == "population" else "std_sample"
         lines += [
-            f"| {n} | {_pct(v['mean'])} | {_pct(v[std_key])} | {v['sensitivity']:.4f} | "
-            f"{v['sensitivity_sample']:.4f} |"
+            f"| {n} | {_pct(v['mean'])} | {_pct(v[std_key])} | {_f4(v['sensitivity'])} | "
+            f"{_f4(v['sensitivity_sample'])} |"
             for n, v in sens["per_dataset"].items()
         ]
-        lines += [f"| **mean** | | | {sens['sensitivity']:.4f} | {sens['sensitivity_sample']:.4f} |", ""]
+        lines += [f"| **mean** | | | {_f4(sens['sensitivity'])} | {_f4(sens['sensitivity_sample'])} |", ""]
     if clip := summary.get("clipscore"):
         lines += [
             "## CLIPScore / RefCLIPScore (Hessel et al. 2021; x100 as in TinyEmo Table VI)",

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from tinyemo_core.store.manifests import read_manifest
 
 from . import prompts as P
 from .backends.base import ChatRequest, Sampling, Turn
@@ -58,11 +57,10 @@ def load_manifest(
     """Rows with status "ok" of the requested datasets and splits, sorted by (dataset, image_id), unique."""
     rows: dict[tuple[str, str], ManifestRow] = {}
     for path in paths:
-        table = pq.read_table(path)
+        table = read_manifest(Path(path), ok_only=True)
         missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names]
         if missing:
             raise ValueError(f"manifest {path} lacks columns {missing}; expected the ingest manifest layout")
-        table = table.filter(pc.equal(table["status"], "ok"))
         for r in table.to_pylist():
             if (spec.datasets and r["dataset"] not in spec.datasets) or r["split"] not in spec.splits:
                 continue

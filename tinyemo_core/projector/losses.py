@@ -62,8 +62,8 @@ class FullyContrastiveLoss(nn.Module):
 
     def forward(self, images: torch.Tensor, class_ids: torch.Tensor, label_table: torch.Tensor,
                 text_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """``images`` (B, D), ``class_ids`` (B,) positives/negatives, ``text_ids`` (B,) rows of ``label_table``
-        (V, D) used as each sample's key (default: the class ids)."""
+        """``images`` (B, D), ``class_ids`` (B,) positives/negatives, ``text_ids`` (B,) rows of
+        ``label_table`` (V, D) used as each sample's key (default: the class ids)."""
         ref_emb, ref_labels = self.references(class_ids, label_table, text_ids)
         return self.inner(images, class_ids, ref_emb=ref_emb, ref_labels=ref_labels)
 

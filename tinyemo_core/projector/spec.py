@@ -8,11 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TrainingSpec(BaseModel):
-    """Projector training settings; defaults are the paper's (TinyEmo §III-B, §IV, Table VIII; docs/projector.md).
+    """Projector training settings; defaults are the paper's (TinyEmo §III-B, §IV, Table VIII; see
+    docs/projector.md).
 
-    ``loss``: Table VIII trains "with cosine embedding loss unless stated otherwise" (Eq. 3, semi-contrastive);
-    only TinyEmo-700M* uses NTXent (Eq. 2). ``synonym_prob``: chance that a row of a ``synonyms: true``
-    dataset takes a synonym text in an epoch (§IV-C: 50 %); 0 = Table V's "Normal" column.
+    ``loss``: Table VIII trains "with cosine embedding loss unless stated otherwise" (Eq. 3,
+    semi-contrastive); only TinyEmo-700M* uses NTXent (Eq. 2). ``synonym_prob``: chance that a row of a
+    ``synonyms: true`` dataset takes a synonym text in an epoch (§IV-C: 50 %); 0 = Table V's "Normal" column.
     """
 
     model_config = ConfigDict(extra="forbid")

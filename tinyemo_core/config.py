@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from tinyemo_core.data.adapters import ADAPTERS
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
 from tinyemo_core.generate.spec import GenerationSpec
+from tinyemo_core.interpret.spec import InterpretSpec
+from tinyemo_core.judge.spec import EvaluateGeneratedSpec
 from tinyemo_core.ops_spec import NAME_PATTERN, DeploymentSpec, GpuSpec, TaskRunnerSpec
 from tinyemo_core.projector.spec import TrainingSpec
 
@@ -84,6 +86,8 @@ class ProfileSpec(Strict):
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     generation: GenerationSpec | None = None
+    evaluate_generated: EvaluateGeneratedSpec | None = None  # evaluate-generated (docs/judging.md)
+    interpret: InterpretSpec | None = None  # neuron atlas / ablation / bias report (docs/interpretability.md)
     grid: GridSpec | None = None  # default encoders/backbones of encoder-backbone-grid (Table IV)
 
 

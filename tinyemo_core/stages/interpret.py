@@ -251,7 +251,8 @@ def explore_concepts(cfg: RunConfig, run_dir: Path, image: str, *, dataset: str 
 
 def explore_counterfactual(cfg: RunConfig, run_dir: Path, pairs: Path | Sequence[tuple[str, Path, Path]], *,
                            labels: str | None = None, taxonomy: str | None = None,
-                           neurons: Sequence[int] = (), target: str | None = None, point: str = "linear",
+                           template: str | None = None, neurons: Sequence[int] = (),
+                           target: str | None = None, point: str = "linear",
                            which: str = "best", distance_threshold: float = 0.02, flip_threshold: float = 0.1,
                            shift_share: float = 0.5, out_dir: Path | None = None) -> dict[str, Any]:
     """Counterfactual pairs (a folder ``original/`` + ``edited/``, or explicit (name, original, edited)):
@@ -267,7 +268,7 @@ def explore_counterfactual(cfg: RunConfig, run_dir: Path, pairs: Path | Sequence
     cfg = config_for_run(cfg, run_dir)
     items = (find_pairs(pairs) if isinstance(pairs, (str, Path))
              else [(n, Path(a), Path(b)) for n, a, b in pairs])
-    words_texts = label_set(cfg, labels, taxonomy)
+    words_texts = label_set(cfg, labels, taxonomy, template)
     words = [w for w, _ in words_texts]
     lvec = text_vectors(cfg, [t for _, t in words_texts])
     files = [p for _, a, b in items for p in (a, b)]

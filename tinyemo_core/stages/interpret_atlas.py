@@ -102,8 +102,10 @@ def neuron_atlas(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = Non
             "image_id": [ids[i] for i in idx.ravel()], "activation": val.ravel()}))
         write_parquet(tmp / "detection.parquet", pa.Table.from_pylist(rates) if rates else pa.table({}))
         grids = []
-        best = [r for r in selective if r["rank"] == 1]
-        best.sort(key=lambda r: (-r["rate"], -r["lift"], r["neuron"]))
+        # grids for the classes a neuron singles out most against their base rate (a class every image
+        # carries has lift 1 and comes last)
+        best = [r for r in selective if r["rank"] == 1 and r["count"] > 1]
+        best.sort(key=lambda r: (-r["lift"], -r["rate"], r["neuron"]))
         for r in best[: spec.grid_neurons]:
             j, n_img = r["neuron"], min(spec.grid_images, k)
             grid = image_grid([Path(src.spec.root) / paths[i] for i in idx[j, :n_img]],

@@ -5,7 +5,7 @@ Files (all written atomically; ``_complete.json`` last, it marks completion and 
 - ``rows.parquet``: ``image_id``, ``path`` (relative to the dataset root), ``split``, ``label``, ``labels``,
   ``attributes`` (the manifest's JSON), in row order;
 - ``layer0.npy``: (N, H) layer-0 activations at the recorded point (float16 by default; memory-mapped);
-- ``projected.npy``: (N, out) unit-norm projected embeddings (same dtype);
+- ``projected.npy``: (N, out) unit-norm projected embeddings (float32);
 - ``projected.faiss``: inner-product (= cosine) index over them, built on the first retrieval and cached
   (TinyEmo §V-C step 1); the atlas never needs it.
 
@@ -112,7 +112,8 @@ class ActivationStore:
         with atomic_path(self.root / ACTS) as acts_tmp, atomic_path(self.root / PROJECTED) as proj_tmp:
             kind = np.dtype(dtype)
             acts = np.lib.format.open_memmap(acts_tmp, mode="w+", dtype=kind, shape=(n, hidden_dim))
-            proj = np.lib.format.open_memmap(proj_tmp, mode="w+", dtype=kind, shape=(n, out_dim))
+            # float32 always: retrieval ranks near-duplicates, where float16's 1e-3 steps create ties
+            proj = np.lib.format.open_memmap(proj_tmp, mode="w+", dtype=np.float32, shape=(n, out_dim))
             activations_writer(acts, proj)
             acts.flush()
             proj.flush()

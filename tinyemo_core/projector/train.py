@@ -115,10 +115,11 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
     ``synonyms`` values index it. Synonyms replace only the target TEXT of ``train.synonym_rows``; the class
     id (positives/negatives) stays the sample's own. AdamW + OneCycleLR (cosine) over
     ``epochs * steps_per_epoch`` steps. After every epoch: ``last.safetensors``, ``best.safetensors`` when
-    the mean validation accuracy over datasets improves or ties (ties go to the later epoch; without ``val``, best = last), an atomic ``checkpoint.pt``
-    and ``metrics.json``; then ``on_epoch(record)``. A killed run resumes from its last completed epoch and
-    ends bit-identical to an uninterrupted one; a finished run (``metrics.json`` done) is returned as is.
-    Unlike the reference, validation is a split distinct from test and the best epoch is really tracked.
+    the mean validation accuracy over datasets improves or ties (ties go to the later epoch; without
+    ``val``, best = last), an atomic ``checkpoint.pt`` and ``metrics.json``; then ``on_epoch(record)``. A
+    killed run resumes from its last completed epoch and ends bit-identical to an uninterrupted one; a
+    finished run (``metrics.json`` done) is returned as is. Unlike the reference, validation is a split
+    distinct from test and the best epoch is really tracked.
     """
     out_dir = Path(out_dir)
     if len(train) < 2:

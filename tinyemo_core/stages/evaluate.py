@@ -105,8 +105,9 @@ def evaluate(
 def multi_label_scores(
     projected: np.ndarray, split: DatasetSplit, cand_vectors: np.ndarray
 ) -> dict[str, Any]:
-    """Multi-label datasets (EMOTIC, as in LLaVA on EMOTIC): mean average precision over categories, each image's cosine
-    to every candidate label as its score (categories without a positive in the split are skipped)."""
+    """Multi-label datasets (EMOTIC, as in LLaVA on EMOTIC): mean average precision over categories, each
+    image's cosine to every candidate label as its score (categories without a positive in the split are
+    skipped)."""
     from tinyemo_core.evaluate.metrics import mean_average_precision
 
     index = {c: i for i, c in enumerate(split.candidates)}

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass
@@ -154,6 +156,23 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise ImageDecodeError(TRUNCATED, str(exc) or type(exc).__name__) from exc
 
 
+def _read_regular(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file. Opened non-blocking and checked with fstat before any
+    read, so a FIFO, socket or device named ``*.jpg`` is refused at once instead of blocking forever."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a directory"
+                    if stat.S_ISDIR(mode) else "not a file")
+            raise ImageDecodeError(NOT_A_FILE, f"{path} is {kind}")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path, root: Path | None) -> bytes:
     try:
         resolved = path.resolve()
@@ -162,7 +181,7 @@ def _read(path: Path, root: Path | None) -> bytes:
     if root is not None and not resolved.is_relative_to(root.resolve()):
         raise ImageDecodeError(OUTSIDE_ROOT, f"{path} resolves to {resolved}")
     try:
-        return resolved.read_bytes()
+        return _read_regular(resolved)
     except FileNotFoundError as exc:
         raise ImageDecodeError(MISSING, str(path)) from exc
     except (IsADirectoryError, NotADirectoryError) as exc:

@@ -26,7 +26,10 @@ from .adapters import AdapterResult, get_adapter, list_samples
 from .images import DEFAULT_MAX_PIXELS, ImageCheck, inspect_image
 from .taxonomy import get_taxonomy, normalise_label
 
-__all__ = ["MANIFEST_SCHEMA", "IngestResult", "build_manifest", "quarantine_summary", "reason_of"]
+__all__ = ["MANIFEST_SCHEMA", "NOT_UTF8", "IngestResult", "build_manifest", "quarantine_summary", "reason_of",
+           "utf8_name"]
+
+NOT_UTF8 = "file name not UTF-8"  # a quarantine reason (images.py holds the decode reasons)
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -63,6 +66,19 @@ class IngestResult:
 def reason_of(error: str | None) -> str:
     """The stable reason key of an error string (``"<reason>: <detail>"``)."""
     return (error or "").split(":", 1)[0]
+
+
+def utf8_name(name: str) -> tuple[str, bool]:
+    """``(name, True)`` when ``name`` is valid UTF-8 text; otherwise a displayable escaped form and False.
+
+    File names are bytes on POSIX; Python decodes undecodable bytes (latin-1 names from old zip archives) to
+    lone surrogates, which UTF-8 (Parquet, JSON) cannot store. Such a file is quarantined under its escaped
+    name (``caf\\xe9.jpg``): the manifest could not name it in a way that opens the same file again."""
+    try:
+        name.encode("utf-8")
+        return name, True
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), False
 
 
 def _check_labels(result: AdapterResult, taxonomy: str) -> None:
@@ -132,8 +148,18 @@ def build_manifest(
     )
     _check_labels(result, taxonomy)
     base = result.root
-    checks = _inspect_all([base / r.path for r in result.records], base, workers, progress, max_pixels,
-                          on_progress)  # fmt: skip
+    bad_names: dict[int, ImageCheck] = {}
+    for i, rec in enumerate(result.records):
+        shown, ok = utf8_name(rec.path)
+        labels = [utf8_name(w) for w in rec.labels]
+        if not ok or not all(good for _, good in labels):
+            bad_names[i] = ImageCheck(None, "quarantined", f"{NOT_UTF8}: {shown} (rename it to UTF-8, e.g. "
+                                      "convmv -f latin1 -t utf8 -r --notest <root>)", None, None)
+            rec.path, rec.labels = shown, [w for w, _ in labels]
+    todo = [i for i in range(len(result.records)) if i not in bad_names]
+    inspected = iter(_inspect_all([base / result.records[i].path for i in todo], base, workers, progress,
+                                  max_pixels, on_progress))
+    checks = [bad_names[i] if i in bad_names else next(inspected) for i in range(len(result.records))]
 
     rows: list[dict[str, Any]] = []
     first_by_id: dict[str, dict[str, Any]] = {}

@@ -14,7 +14,7 @@ from .backends import Generator, RequestFailed
 from .cache import GenerationCache, request_key
 from .spec import GenerationSpec
 from .tasks import Chain, render
-from .validate import validate_answer
+from .validate import placeholder_detail, validate_answer
 
 
 @dataclass
@@ -230,6 +230,8 @@ def collect(
             rec = caches[chain.row.dataset].get(
                 request_key(fingerprint, chain.row.image_id, render(chain, i, texts, spec))
             )
+            if rec is not None and rec["status"] == "ok" and placeholder_detail(rec["text"]):
+                rec = {**rec, "status": "failed", "reason": "placeholder"}  # cached before that check
             if rec is None or rec["status"] != "ok":
                 status, reason = ("missing", None) if rec is None else ("failed", rec["reason"])
                 break

@@ -13,7 +13,10 @@ QUESTION_KINDS = frozenset({"visual_question", "sentiment_question"})
 #: Prompt kinds whose answers must contain Question:/Answer: pairs (EmoVIT §3.2, Supplementary §7.2).
 QA_KINDS = {"emovit_conversation": 3, "emovit_reasoning": 1}
 
-REASONS = ("empty", "truncated", "refusal", "format", "request_error")
+REASONS = ("empty", "truncated", "refusal", "format", "placeholder", "request_error")
+#: The image placeholder of LLaVA records (export.py): an answer that contains it would make its record
+#: carry two, so such an answer fails with reason "placeholder" (it costs that answer only).
+PLACEHOLDER = "<image>"
 
 
 @lru_cache(maxsize=32)
@@ -35,14 +38,25 @@ def parse_qa_pairs(text: str) -> list[tuple[str, str]]:
     return [(q.strip(), a.strip()) for q, a in pairs if q.strip() and a.strip()]
 
 
+def placeholder_detail(text: str) -> str | None:
+    """Why ``text`` cannot go into a LLaVA record (it contains ``<image>``), or None."""
+    at = text.find(PLACEHOLDER)
+    if at < 0:
+        return None
+    return f"the answer contains the image placeholder {PLACEHOLDER!r} at character {at}"
+
+
 def validate_answer(kind: str, answer: Answer, spec: ValidationSpec) -> tuple[str, str] | None:
     """Return ``(reason, detail)`` when ``answer`` fails for a prompt of ``kind``, else None.
 
-    Reasons: ``empty``, ``truncated`` (finish_reason == "length"), ``refusal``, ``format``.
+    Reasons: ``empty``, ``truncated`` (finish_reason == "length"), ``refusal``, ``format``,
+    ``placeholder`` (the answer contains the literal ``<image>``).
     """
     text = answer.text.strip()
     if len(text) < max(spec.min_chars, 1):
         return "empty", f"{len(text)} characters (< {max(spec.min_chars, 1)})"
+    if (detail := placeholder_detail(text)) is not None:
+        return "placeholder", detail
     if spec.reject_truncated and answer.finish_reason == "length":
         return "truncated", f"stopped at max_tokens after {answer.completion_tokens} tokens"
     refusal = _compile(tuple(spec.refusal_patterns))

@@ -41,10 +41,22 @@ def read_split_file(path: Path) -> dict[str, str]:
 def write_split_file(path: Path, assignments: dict[str, str], meta: dict[str, object]) -> None:
     """Write assignments atomically (temporary file + os.replace); keys sorted so the file is stable."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = {"format": SPLIT_FILE_FORMAT, **meta, "assignments": dict(sorted(assignments.items()))}
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    data = (json.dumps(payload, indent=1, ensure_ascii=False) + "\n").encode("utf-8")  # before any file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _round(x: float) -> int:
@@ -119,6 +131,8 @@ def assign_splits(
             counts["assigned"] += n_new
             counts["reused"] += len(items) - n_new
             decided.update({r.path: r.split for r in items if r.split is not None})
+    # a path that is not valid UTF-8 is quarantined by ingest and never persisted (JSON is UTF-8)
+    decided = {p: s for p, s in decided.items() if _utf8(p)}
     if split_file is not None and (decided or not split_file.exists()):
         # The parameters of the run that created the file are kept: stored assignments follow them.
         meta = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}

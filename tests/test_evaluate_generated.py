@@ -45,8 +45,16 @@ def world(tmp_path_factory):
         rel = f"{LABELS[i % 3]}/{i}.png"
         arr = (np.random.RandomState(i).rand(40, 40, 3) * 255).astype("uint8")
         Image.fromarray(arr).save(data / rel)
-        rows.append({"image_id": f"img{i}", "path": rel, "split": "test", "label": LABELS[i % 3],
-                     "dataset": "toy", "status": "ok"})
+        rows.append(
+            {
+                "image_id": f"img{i}",
+                "path": rel,
+                "split": "test",
+                "label": LABELS[i % 3],
+                "dataset": "toy",
+                "status": "ok",
+            }
+        )
     manifest = root / "manifests" / "toy" / "abc123.parquet"
     manifest.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), manifest)
@@ -55,8 +63,9 @@ def world(tmp_path_factory):
 
 
 def _spec(model, **kw):
-    return EvaluateGeneratedSpec(recipe="emovit", model=str(model), max_tokens=6, batch_size=4,
-                                 max_concurrency=4, device="cpu", **kw)
+    return EvaluateGeneratedSpec(
+        recipe="emovit", model=str(model), max_tokens=6, batch_size=4, max_concurrency=4, device="cpu", **kw
+    )
 
 
 def test_interrupted_evaluation_resumes_without_reasking(world, tmp_path):
@@ -69,8 +78,9 @@ def test_interrupted_evaluation_resumes_without_reasking(world, tmp_path):
     assert 0 < crashing.answered < total
     resumed = Counting(model, device="cpu", max_batch_size=4)
     events = []
-    out = evaluate_generated(spec, ds, {"toy": "held_in"}, manifests, tmp_path, generator=resumed,
-                             on_progress=events.append)
+    out = evaluate_generated(
+        spec, ds, {"toy": "held_in"}, manifests, tmp_path, generator=resumed, on_progress=events.append
+    )
     assert resumed.answered == total - crashing.answered  # nothing answered before is asked again
     assert out["computed"] and complete(out["report_dir"]) and events[-1]["done"] == total
     gen = out["generation"][0]
@@ -87,25 +97,49 @@ def test_interrupted_evaluation_resumes_without_reasking(world, tmp_path):
     assert (tmp_path / out["report_dir"]).joinpath("confusion_toy.png").exists()
     # complete: a rerun reads the report, asks nothing
     again = Counting(model, device="cpu", max_batch_size=4)
-    assert not evaluate_generated(spec, ds, {"toy": "held_in"}, manifests, tmp_path, generator=again)["computed"]
+    assert not evaluate_generated(spec, ds, {"toy": "held_in"}, manifests, tmp_path, generator=again)[
+        "computed"
+    ]
     assert again.answered == 0
 
 
 def test_clipscore_store_features_equal_recomputed(world, tmp_path):
     root, model, ds, manifests = world
-    enc = VisionEncoderSpec(model="tinyemo-tiny-clip", config_file="builtin:tinyemo-tiny-clip.json",
-                            store_dtype="float32", device="cpu")
+    enc = VisionEncoderSpec(
+        model="tinyemo-tiny-clip",
+        config_file="builtin:tinyemo-tiny-clip.json",
+        store_dtype="float32",
+        device="cpu",
+    )
     store = F.open_store(tmp_path, "demo-tiny-clip", "toy", F.encoder_fingerprint(enc))
-    shards = [F.extract_shard(enc, store, p) for p in F.plan_shards(manifests["toy"], ds["toy"].root, store, 64)]
+    shards = [
+        F.extract_shard(enc, store, p) for p in F.plan_shards(manifests["toy"], ds["toy"].root, store, 64)
+    ]
     F.commit_store(store, shards, build_faiss=False)
     refs = tmp_path / "refs.json"
     refs.write_text(json.dumps({f"img{i}": [f"a picture that feels like {LABELS[i % 3]}"] for i in range(6)}))
     spec = _spec(model, clipscore=ClipScoreSpec(max_tokens=8, references=refs))
     gen = Counting(model, device="cpu", max_batch_size=4)
-    a = evaluate_generated(spec, ds, {"toy": "zero_shot"}, manifests, tmp_path, encoder=enc,
-                           feature_stores={"toy": store}, generator=gen)
-    b = evaluate_generated(spec, ds, {"toy": "zero_shot"}, manifests, tmp_path / "other", encoder=enc,
-                           feature_stores={}, generator=gen)
+    a = evaluate_generated(
+        spec,
+        ds,
+        {"toy": "zero_shot"},
+        manifests,
+        tmp_path,
+        encoder=enc,
+        feature_stores={"toy": store},
+        generator=gen,
+    )
+    b = evaluate_generated(
+        spec,
+        ds,
+        {"toy": "zero_shot"},
+        manifests,
+        tmp_path / "other",
+        encoder=enc,
+        feature_stores={},
+        generator=gen,
+    )
     ca, cb = a["summary"]["clipscore"], b["summary"]["clipscore"]
     assert ca["image_features"].startswith("feature store") and cb["image_features"].startswith("recomputed")
     assert ca["truncation_tokens"] == 16 and "tinyemo-tiny-clip" in ca["clip_model"]

@@ -7,8 +7,13 @@ import pytest
 from sklearn.metrics import accuracy_score, average_precision_score
 
 from tinyemo_core.judge.clipscore import clip_s, ref_clip_s
-from tinyemo_core.judge.metrics import instruction_sensitivity, map_scores, multilabel_targets
-from tinyemo_core.judge.metrics import score_single_label, vad_bin_mae
+from tinyemo_core.judge.metrics import (
+    instruction_sensitivity,
+    map_scores,
+    multilabel_targets,
+    score_single_label,
+    vad_bin_mae,
+)
 from tinyemo_core.judge.parse import parse_label
 from tinyemo_core.judge.references import load_references
 
@@ -58,7 +63,8 @@ def test_map_matches_sklearn_and_hand_computed_ap():
     assert res["mAP"] == pytest.approx(sk)
     binary = multilabel_targets([["a"], ["b"], ["a"], []], cats).astype(float)  # generated lists: 0/1
     assert map_scores(binary, targets, cats)["per_category"]["a"] == pytest.approx(
-        average_precision_score(targets[:, 0], binary[:, 0]))
+        average_precision_score(targets[:, 0], binary[:, 0])
+    )
     with pytest.raises(ValueError, match="not one of the 3 categories"):
         multilabel_targets([["zzz"]], cats)
 
@@ -66,7 +72,11 @@ def test_map_matches_sklearn_and_hand_computed_ap():
 def test_vad_bin_mae_reports_missing():
     out = vad_bin_mae([(5, None, 3), (7, 2, None)], [(4, 2, 3), (9, 4, 1)])
     assert out["valence"] == pytest.approx(1.5) and out["arousal"] == pytest.approx(2.0)
-    assert out["dominance"] == pytest.approx(0.0) and out["missing"] == {"valence": 0, "arousal": 1, "dominance": 1}
+    assert out["dominance"] == pytest.approx(0.0) and out["missing"] == {
+        "valence": 0,
+        "arousal": 1,
+        "dominance": 1,
+    }
 
 
 def test_clipscore_hand_computed():
@@ -85,8 +95,15 @@ def test_clipscore_hand_computed():
 def test_references_from_json_and_llava_export(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps({"a": "one", "b": ["x", "y"]}))
     assert load_references(tmp_path / "r.json") == {"a": ["one"], "b": ["x", "y"]}
-    rec = [{"id": "a", "image": "a.jpg", "conversations": [
-        {"from": "human", "value": "<image>\nq"},
-        {"from": "gpt", "value": "Reasoning: Calm water.\nPredicted Label: contentment"}]}]
+    rec = [
+        {
+            "id": "a",
+            "image": "a.jpg",
+            "conversations": [
+                {"from": "human", "value": "<image>\nq"},
+                {"from": "gpt", "value": "Reasoning: Calm water.\nPredicted Label: contentment"},
+            ],
+        }
+    ]
     (tmp_path / "e.json").write_text(json.dumps(rec))
     assert load_references(tmp_path / "e.json") == {"a": ["Calm water."]}

@@ -8,8 +8,10 @@ PARROTT = ["affection", "cheerfulness", "lust", "sadness", "surprise", "horror"]
 
 
 def test_label_in_the_middle_of_prose():
-    text = ("The dim light and the empty bench give the scene a quiet weight. Overall the image conveys "
-            "sadness, as the lone figure seems lost in thought.")
+    text = (
+        "The dim light and the empty bench give the scene a quiet weight. Overall the image conveys "
+        "sadness, as the lone figure seems lost in thought."
+    )
     p = parse_label(text, MIKELS, recipe="emovit")
     assert (p.label, p.status, p.field_missing) == ("sadness", "ok", True)  # no "Predict emotion:"
 
@@ -20,8 +22,10 @@ def test_two_labels_first_mention_wins_and_is_flagged():
 
 
 def test_casing_and_field_scope_tinyemo():
-    text = ("Reasoning: The crowd cheers and the confetti is flying; anger is nowhere to be seen.\n"
-            "Predicted Label: EXCITEMENT")
+    text = (
+        "Reasoning: The crowd cheers and the confetti is flying; anger is nowhere to be seen.\n"
+        "Predicted Label: EXCITEMENT"
+    )
     p = parse_label(text, MIKELS, recipe="tinyemo")
     assert (p.label, p.status) == ("excitement", "ok")  # "anger" in the reasoning is outside the field
 
@@ -65,7 +69,9 @@ def test_no_label_is_none():
 
 def test_emotic_categories_and_vad():
     cats = ["doubt/confusion", "engagement", "esteem", "happiness", "peace"]
-    text = "Emotions: Engagement, doubt/confusion, confusion. Valence: very high, Arousal: low, Dominance: xyz"
+    text = (
+        "Emotions: Engagement, doubt/confusion, confusion. Valence: very high, Arousal: low, Dominance: xyz"
+    )
     assert parse_categories(text, cats) == ["engagement", "doubt/confusion"]
     words = [f"w{i}" for i in range(1, 9)]
     words = ["very low", "low", *words[2:], "high", "very high"]

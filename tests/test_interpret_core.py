@@ -61,7 +61,7 @@ def test_detection_rate_and_top_k_find_a_one_class_neuron() -> None:
     acts[cats, 5] += 3.0  # neuron 5 fires only for cats
     attrs = ['{"subject": "park"}' if i % 2 else '{"subject": "beach", "object": ["ball", "tree"]}'
              for i in range(n)]
-    idx, val = atlas.top_k(acts, k=50, block=3)
+    idx, val = atlas.top_k(acts, k=50, block=37)  # several row blocks
     assert idx.shape == (h, 50)
     assert np.all(np.diff(val, axis=1) <= 0)  # highest first
     expected = np.argsort(-acts[:, 5], kind="stable")[:50]

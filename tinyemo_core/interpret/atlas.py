@@ -64,28 +64,32 @@ def class_matrices(labels: Sequence[Sequence[str]],
     return out
 
 
-def top_k(acts: np.ndarray, k: int = 50, *, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def top_k(acts: np.ndarray, k: int = 50, *, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Per neuron the rows of its k highest activations, highest first: (indices (H, k), values (H, k)).
 
-    Columns are processed in blocks of ``block`` neurons, so a memory-mapped (N, H) store is read once
-    without ever holding more than (N, block) in memory. Ties go to the earlier row.
+    One pass over row blocks of ``block`` rows (contiguous reads of a memory-mapped (N, H) store), keeping a
+    running top-k per neuron, so memory stays (k + block, H). Order: activation descending, then row; which
+    of several rows tied exactly at the k-th value is kept is unspecified.
     """
     n, h = acts.shape
     if n == 0:
         raise ValueError("no activations: the store holds no rows")
     k = min(int(k), n)
-    idx = np.empty((h, k), np.int64)
-    val = np.empty((h, k), np.float32)
-    for start in range(0, h, block):
-        cols = np.asarray(acts[:, start:start + block], dtype=np.float32)  # (N, b)
-        part = np.argpartition(-cols, k - 1, axis=0)[:k] if k < n else np.tile(np.arange(n)[:, None],
-                                                                               (1, cols.shape[1]))
-        for c in range(cols.shape[1]):
-            rows = part[:, c]
-            order = np.lexsort((rows, -cols[rows, c]))
-            idx[start + c] = rows[order]
-            val[start + c] = cols[rows[order], c]
-    return idx, val
+    best_val = np.zeros((h, 0), np.float32)  # (H, <=k), neuron-major so partitions run on contiguous rows
+    best_idx = np.zeros((h, 0), np.int64)
+    for start in range(0, n, block):
+        x = np.ascontiguousarray(np.asarray(acts[start:start + block], dtype=np.float32).T)  # (H, b)
+        cand_val = np.concatenate([best_val, x], axis=1)
+        rows = np.broadcast_to(np.arange(start, start + x.shape[1]), x.shape)
+        cand_idx = np.concatenate([best_idx, rows], axis=1)
+        if cand_val.shape[1] > k:
+            part = np.argpartition(-cand_val, k - 1, axis=1)[:, :k]
+            cand_val = np.take_along_axis(cand_val, part, axis=1)
+            cand_idx = np.take_along_axis(cand_idx, part, axis=1)
+        best_val, best_idx = cand_val, cand_idx
+    val, idx = best_val, best_idx  # (H, k)
+    order = np.lexsort((idx, -val))  # per neuron: activation descending, then row number
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(val, order, axis=1)
 
 
 def detection_rates(top_idx: np.ndarray, matrices: Sequence[ClassMatrix]) -> list[dict]:

@@ -14,7 +14,8 @@ from tinyemo_core.generate.backends.transformers_local import TransformersGenera
 from tinyemo_core.generate.tiny_model import build_tiny_vlm
 from tinyemo_core.judge.spec import ClipScoreSpec, EvaluateGeneratedSpec
 from tinyemo_core.stages import features as F
-from tinyemo_core.stages.evaluate_generated import complete, evaluate_generated
+from tinyemo_core.stages.evaluate_generated import evaluate_generated, plan
+from tinyemo_core.store.evaluations import evaluation_complete
 
 LABELS = ["anger", "fear", "joy"]
 
@@ -82,7 +83,7 @@ def test_interrupted_evaluation_resumes_without_reasking(world, tmp_path):
         spec, ds, {"toy": "held_in"}, manifests, tmp_path, generator=resumed, on_progress=events.append
     )
     assert resumed.answered == total - crashing.answered  # nothing answered before is asked again
-    assert out["computed"] and complete(out["report_dir"]) and events[-1]["done"] == total
+    assert out["computed"] and evaluation_complete(out["report_dir"]) and events[-1]["done"] == total
     gen = out["generation"][0]
     assert gen["cached"] == crashing.answered and gen["sent"] == total - crashing.answered
     d = out["summary"]["datasets"]["toy"]
@@ -101,6 +102,9 @@ def test_interrupted_evaluation_resumes_without_reasking(world, tmp_path):
         "computed"
     ]
     assert again.answered == 0
+    # the plan (no model loaded) names the same report folder and knows it is complete
+    planned = plan(spec, manifests, {"toy": "held_in"}, tmp_path)
+    assert planned.complete and str(planned.path) == out["report_dir"]
 
 
 def test_clipscore_store_features_equal_recomputed(world, tmp_path):

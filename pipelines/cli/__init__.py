@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 import pipelines  # noqa: F401  (sets PREFECT_HOME etc. before Prefect is imported)
-from pipelines.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt, console, load, print_rows
+from pipelines.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt, console, fail, load, print_rows
 
 app = typer.Typer(
     help="tinyemo: build, train and evaluate small emotion-aware vision-language models.",
@@ -24,22 +24,39 @@ app = typer.Typer(
 def run(
     flow: Annotated[
         str,
-        typer.Argument(
-            help="build-dataset | extract-features | embed-labels | train-projector | evaluate | "
-            "generate-qa | dataset-ablation | encoder-backbone-grid | backbone-added"
-        ),
+        typer.Argument(help="a flow name; `tinyemo flows` lists them"),
     ],
     config: ConfigOpt = Path("flows.yaml"),
     profile: ProfileOpt = "demo",
     overrides: SetOpt = None,
+    params: Annotated[list[str] | None, typer.Option(
+        "--param", help="a flow parameter NAME=VALUE (YAML value), e.g. --param stages=[pretrain]")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="evaluate-generated: a saved model folder or a served model id")] = None,
 ) -> None:
     """Run one flow through Prefect (embedded server unless PREFECT_API_URL points at one)."""
+    import inspect
+
+    import yaml
+
     from pipelines.flows import flows
 
     known = flows()
     if flow not in known:
         console.print(f"[red]unknown flow {flow!r}[/red]; choose one of: {', '.join(known)}")
         raise typer.Exit(2)
+    accepted = inspect.signature(known[flow].fn).parameters
+    extra: dict = {}
+    for item in params or []:
+        name, _, value = item.partition("=")
+        if not _ or name not in accepted or name in ("config", "profile", "overrides"):
+            choices = [p for p in accepted if p not in ("config", "profile", "overrides")]
+            raise fail(f"--param {item!r}: {flow} takes NAME=VALUE with NAME in {choices or 'nothing'}")
+        extra[name] = yaml.safe_load(value)
+    if model is not None:
+        if "model" not in accepted:
+            raise fail(f"--model: {flow} takes no model (evaluate-generated does)")
+        extra["model"] = model
     cfg = load(config, profile, overrides)
     console.print(
         f"[bold]tinyemo[/bold] {flow} · profile [cyan]{cfg.profile}[/cyan] · store {cfg.storage_root}"
@@ -49,7 +66,7 @@ def run(
 
     runner = task_runner_from(cfg.flows.task_runner)
     result = known[flow].with_options(task_runner=runner)(
-        config=str(cfg.config_path), profile=profile, overrides=overrides or []
+        config=str(cfg.config_path), profile=profile, overrides=overrides or [], **extra
     )
     console.print(f"[green]{flow} finished in {time.perf_counter() - start:.1f} s[/green]")
     _print_result(result)
@@ -77,6 +94,16 @@ def _print_result(result: dict) -> None:
         console.print(f"Report: [bold]{Path(result['report_dir']) / 'report.md'}[/bold]")
     elif not summary:
         console.print_json(json.dumps(result, default=str))
+
+
+@app.command("flows")
+def list_flows(as_json: JsonOpt = False) -> None:
+    """The flows `tinyemo run` (and `prefect deployment run FLOW/NAME`) can start, with what each does."""
+    from pipelines.flows import flows
+
+    rows = [{"flow": name, "does": " ".join((f.description or "").strip().split("\n\n")[0].split())}
+            for name, f in flows().items()]
+    print_rows(rows, title="Flows", as_json=as_json)
 
 
 @app.command()

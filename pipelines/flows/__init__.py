@@ -10,6 +10,7 @@ def flows() -> dict[str, Callable]:
     from pipelines.flows.build_dataset import build_dataset
     from pipelines.flows.embed_labels import embed_labels
     from pipelines.flows.evaluate import evaluate
+    from pipelines.flows.evaluate_generated import evaluate_generated
     from pipelines.flows.experiments import dataset_ablation, encoder_backbone_grid
     from pipelines.flows.extract_features import extract_features
     from pipelines.flows.generate_qa import generate_qa_profile
@@ -23,6 +24,7 @@ def flows() -> dict[str, Callable]:
             embed_labels,
             train_projector,
             evaluate,
+            evaluate_generated,
             generate_qa_profile,
             backbone_added,
             dataset_ablation,

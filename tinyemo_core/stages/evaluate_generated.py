@@ -32,9 +32,15 @@ from tinyemo_core.judge.plan import EvalItem, chains_for, instruction_id, load_i
 from tinyemo_core.judge.prompts import default_instruction
 from tinyemo_core.judge.spec import TRANSPORT_FIELDS, EvaluateGeneratedSpec
 from tinyemo_core.store.answers import answers_dir, answers_root
-from tinyemo_core.store.atomic import read_json, write_json
-from tinyemo_core.store.evaluations import staged_evaluation
+from tinyemo_core.store.atomic import write_json
+from tinyemo_core.store.evaluations import (
+    evaluation_complete,
+    generated_evaluation_dir,
+    read_report,
+    staged_evaluation,
+)
 from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.plan import StorePlan
 
 Progress = Callable[[dict], None]
 
@@ -94,13 +100,22 @@ def fingerprint(
     return step_fingerprint("evaluate_generated", model_fp, settings, templates(spec), data, encoder_fp)
 
 
-def report_dir(storage_root: Path, generator_dir: str, fp: str) -> Path:
-    return Path(storage_root) / "evaluations" / "generated" / generator_dir / fp[:12]
-
-
-def complete(out_dir: Path) -> bool:
-    """The completion check: the report folder (renamed into place) has its report.json."""
-    return (Path(out_dir) / "report.json").exists()
+def plan(
+    spec: EvaluateGeneratedSpec,
+    manifests: dict[str, str],
+    roles: dict[str, str],
+    storage_root: Path,
+    encoder: VisionEncoderSpec | None = None,
+) -> StorePlan:
+    """Where the report for this model/prompts/data goes and whether it is complete, without loading the
+    model (a saved folder is hashed; an endpoint is asked for its model id)."""
+    names = list(spec.datasets) or list(manifests)
+    model_fp = model_fingerprint(spec)
+    fp = fingerprint(spec, model_fp, {n: manifests[n] for n in names if n in manifests}, roles,
+                     _encoder_fp(encoder) if spec.clipscore else None)
+    name = Path(spec.model).name if spec.resolved_backend() == "transformers" else spec.model
+    out = generated_evaluation_dir(storage_root, f"{name}-{model_fp[:8]}", fp)
+    return StorePlan(fp, out, evaluation_complete(out))
 
 
 def evaluate_generated(
@@ -155,8 +170,8 @@ def evaluate_generated(
         roles,
         _encoder_fp(encoder) if spec.clipscore else None,
     )
-    out_dir = report_dir(storage_root, generator_dir(gen), fp)
-    if (done := read_json(out_dir / "report.json")) is not None:
+    out_dir = generated_evaluation_dir(storage_root, generator_dir(gen), fp)
+    if (done := read_report(out_dir)) is not None:
         return {"report_dir": str(out_dir), "computed": False, "summary": done["summary"], "fingerprint": fp}
 
     def progress(p) -> None:

@@ -24,6 +24,11 @@ def evaluation_dir(run_dir: Path, fingerprint: str) -> Path:
     return Path(run_dir) / f"{PREFIX}{fingerprint[:12]}"
 
 
+def generated_evaluation_dir(storage_root: Path, model_dir: str, fingerprint: str) -> Path:
+    """A generated-answer evaluation: ``evaluations/generated/<model>-<fp8>/<fingerprint[:12]>/``."""
+    return Path(storage_root) / "evaluations" / "generated" / model_dir / fingerprint[:12]
+
+
 def evaluation_complete(path: Path) -> bool:
     return (Path(path) / REPORT).exists()
 

@@ -1,0 +1,69 @@
+"""evaluate-generated: ask a saved model (or an OpenAI-compatible endpoint) the recipe's prompts over each
+dataset's test split, read the answers, score them (accuracy, instruction sensitivity, EMOTIC mAP, CLIPScore).
+
+Answers go through the per-request cache (a rerun asks only what is missing); a complete report is never
+recomputed (the stage's plan hashes the model folder without loading it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from pipelines.flows.steps import config_from, ensure_features, ensure_manifests
+from pipelines.runtime.caching import recorded
+from pipelines.runtime.gpu import gpu_tags
+from pipelines.runtime.progress import ThrottledProgress
+from tinyemo_core.monitor import DeviceMonitor
+from tinyemo_core.stages import evaluate_generated as stage
+from tinyemo_core.store.evaluations import read_report
+
+
+@task(name="evaluate-generated")
+@recorded
+def evaluate_generated_task(spec, datasets, roles, manifests, storage_root: Path, encoder, stores) -> dict:
+    progress = ThrottledProgress("evaluate-generated-progress", "Generated answers")
+
+    def on_progress(p: dict) -> None:
+        progress(p["done"], p["total"], f"{p['done']}/{p['total']} answers ({p['cached']} cached, "
+                                        f"{p['failed']} failed), {p['tokens_per_s']:.1f} tok/s")
+
+    with DeviceMonitor() as monitor:
+        desc = stage.evaluate_generated(spec, datasets, roles, manifests, storage_root, encoder=encoder,
+                                        feature_stores=stores, on_progress=on_progress)
+    return {**{k: v for k, v in desc.items() if k != "generation"}, **monitor.summary()}
+
+
+@flow(name="evaluate-generated")
+def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None,
+                       model: str | None = None) -> dict:
+    """Judge what a model writes (TinyEmo / EmoVIT / LLaVA-EMOTIC recipes); ``model`` overrides
+    ``evaluate_generated.model`` (a saved model folder or a served model id)."""
+    extra = [f"evaluate_generated.model={model}"] if model else []
+    cfg = config_from(config, profile, [*(overrides or []), *extra])
+    spec = cfg.spec.evaluate_generated
+    if spec is None:
+        raise ValueError(f"profile {cfg.profile!r} has no evaluate_generated: block in {cfg.config_path} "
+                         "(see docs/judging.md)")
+    manifest_descs = ensure_manifests(cfg)
+    manifests = {n: d["manifest"] for n, d in manifest_descs.items()}
+    stores = ensure_features(cfg, manifest_descs) if spec.clipscore else None
+    planned = stage.plan(spec, manifests, cfg.roles, cfg.storage_root, cfg.encoder)
+    if planned.complete:
+        get_run_logger().info("evaluate-generated: report %s is complete; nothing asked", planned.path)
+        report = read_report(planned.path) or {}
+        desc = {"report_dir": str(planned.path), "computed": False, "summary": report.get("summary", {})}
+    else:
+        device = spec.device if spec.resolved_backend() == "transformers" else "cpu"
+        desc = evaluate_generated_task.with_options(tags=gpu_tags(device, cfg.flows.gpu.tag))(
+            spec, cfg.datasets, cfg.roles, manifests, cfg.storage_root, cfg.encoder, stores)
+    report = read_report(Path(desc["report_dir"])) or {}
+    if report.get("table_rows"):
+        create_table_artifact(report["table_rows"], key="evaluate-generated",
+                              description=f"Generated-answer accuracy ({spec.recipe}, {spec.model})")
+    md = Path(desc["report_dir"]) / "report.md"
+    if md.exists():
+        create_markdown_artifact(md.read_text(), key="evaluate-generated-report", description=str(md))
+    return desc

@@ -89,13 +89,14 @@ def test_class_statistics_differ_and_are_learnable(demo) -> None:
         means = np.array([feats[y == k].mean(0) for k in range(len(classes))])
         gaps = np.linalg.norm(means[:, None] - means[None], axis=-1)[~np.eye(len(classes), dtype=bool)]
         assert gaps.min() > 0.05, f"{name}: two classes have near-identical mean colour"
-        # leave-one-out nearest class mean on 6 colour statistics: far above chance
+        # leave-one-out nearest class mean on 6 colour statistics: far above chance, but not perfect (demo
+        # version 2 is deliberately hard, so a regression in training or evaluation shows)
         correct = 0
         for i in range(len(y)):
             mask = np.arange(len(y)) != i
             loo = np.array([feats[mask & (y == k)].mean(0) for k in range(len(classes))])
             correct += int(np.argmin(np.linalg.norm(loo - feats[i], axis=1)) == y[i])
-        assert correct / len(y) > 0.9, name
+        assert 3 / len(classes) < correct / len(y) < 1.0, (name, correct / len(y))
 
 
 def test_same_concept_looks_alike_across_datasets(demo) -> None:

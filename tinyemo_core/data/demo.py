@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 __all__ = ["CONCEPTS", "DEMO_DATASETS", "DemoDataset", "generate_demo", "render_concept"]
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2  # 2: harder (noisier, overlapping classes; see render_concept)
 MARKER = ".tinyemo-demo.json"
 
 
@@ -107,19 +107,36 @@ def _shape_mask(size: int, shape: str, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(mask, dtype=np.float64) / 255.0
 
 
+# Hardness (demo version 2): class statistics are noisy and classes overlap, so accuracies land well below
+# 100 % and a regression in training or evaluation shows. Per image: colour jitter (SD below); with
+# probability MIX the colour is pulled towards a random other concept's (weight U(0.25, 0.6)); with
+# probability SHAPE_SWAP the shape is a random other concept's; stripe frequency jitters by +-40 %.
+HUE_SD, SAT_SD, VAL_SD, ANGLE_SD = 0.035, 0.12, 0.12, 20.0
+MIX, SHAPE_SWAP = 0.35, 0.35
+
+
 def render_concept(concept: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """One RGB image of ``concept``: jittered prototype colour, stripes, a contrasting shape, pixel noise."""
+    """One RGB image of ``concept``: jittered prototype colour (sometimes mixed with another concept's),
+    stripes, a contrasting shape (sometimes another concept's), pixel noise."""
     p = CONCEPTS[concept]
-    hue = (p.hue + rng.normal(0, 0.015)) % 1.0
-    sat = np.clip(p.sat + rng.normal(0, 0.06), 0.05, 1.0)
-    val = np.clip(p.val + rng.normal(0, 0.06), 0.08, 1.0)
+    others = [c for c in CONCEPTS if c != concept]
+    hue, sat, val = p.hue, p.sat, p.val
+    if rng.random() < MIX:
+        q, w = CONCEPTS[others[int(rng.integers(len(others)))]], rng.uniform(0.25, 0.6)
+        dh = ((q.hue - hue + 0.5) % 1.0) - 0.5  # the short way round the hue circle
+        hue, sat, val = hue + w * dh, (1 - w) * sat + w * q.sat, (1 - w) * val + w * q.val
+    shape = CONCEPTS[others[int(rng.integers(len(others)))]].shape if rng.random() < SHAPE_SWAP else p.shape
+    hue = (hue + rng.normal(0, HUE_SD)) % 1.0
+    sat = np.clip(sat + rng.normal(0, SAT_SD), 0.05, 1.0)
+    val = np.clip(val + rng.normal(0, VAL_SD), 0.08, 1.0)
+    freq = p.freq * rng.uniform(0.6, 1.4)
     yy, xx = np.mgrid[0:size, 0:size] / size
-    theta = np.deg2rad(p.angle + rng.normal(0, 8))
+    theta = np.deg2rad(p.angle + rng.normal(0, ANGLE_SD))
     stripes = np.sin(
-        2 * np.pi * p.freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi)
+        2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi)
     )
     v = val + (0.15 * stripes if p.freq else 0.0)
-    mask = _shape_mask(size, p.shape, rng)
+    mask = _shape_mask(size, shape, rng)
     v = v * (1 - mask) + (1.0 - 0.8 * val) * mask
     hsv = np.stack([np.full_like(v, hue), np.full_like(v, sat), v], axis=-1)
     hsv = np.clip(np.rint(hsv * 255), 0, 255).astype(np.uint8)

@@ -23,10 +23,10 @@ from PIL import Image
 from tinyemo_core.generate.backends import ChatRequest, Sampling, Turn
 from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator, to_openai_messages
 from tinyemo_core.generate.cache import GenerationCache, request_key
+from tinyemo_core.generate.chains import load_manifest, plan, render
 from tinyemo_core.generate.runner import generator_dir, run_chains
 from tinyemo_core.generate.server import launch_server
 from tinyemo_core.generate.spec import GenerationSpec
-from tinyemo_core.generate.tasks import load_manifest, plan, render
 from tinyemo_core.generate.tiny_model import build_tiny_vlm
 
 

@@ -22,7 +22,7 @@ def task_overhead(shards: int) -> dict:
     """Map a no-op task with the pipeline's cache settings (content key, persisted result) over ``shards``."""
     from prefect import flow, task, unmapped
 
-    from pipelines.flows.tasks import CACHED
+    from pipelines.runtime.caching import CACHED
 
     @task(name="noop-shard", **CACHED)
     def noop(key: str, store: str) -> dict:

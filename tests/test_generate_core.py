@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from tinyemo_core.generate import prompts as P
 from tinyemo_core.generate.backends.base import Answer, ChatRequest, Sampling, Turn
 from tinyemo_core.generate.cache import GenerationCache, request_key
+from tinyemo_core.generate.chains import load_manifest, plan, render
 from tinyemo_core.generate.export import LlavaRecord, export_all, load_external
 from tinyemo_core.generate.runner import ChainResult
 from tinyemo_core.generate.spec import GenerationSpec, ValidationSpec
-from tinyemo_core.generate.tasks import load_manifest, plan, render
 from tinyemo_core.generate.validate import validate_answer
 
 

@@ -23,10 +23,10 @@ from tinyemo_core.generate.backends import ChatRequest, GeneratorUnavailable, Re
 from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator
 from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
 from tinyemo_core.generate.cache import GenerationCache
+from tinyemo_core.generate.chains import label_lists, load_manifest, plan
 from tinyemo_core.generate.runner import collect, run_generation
 from tinyemo_core.generate.server import launch_server
 from tinyemo_core.generate.spec import GenerationSpec
-from tinyemo_core.generate.tasks import label_lists, load_manifest, plan
 from tinyemo_core.generate.tiny_model import build_tiny_vlm
 from tinyemo_core.net import free_port
 
@@ -244,7 +244,7 @@ import asyncio, json, sys
 from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator
 from tinyemo_core.generate.runner import run_generation
 from tinyemo_core.generate.spec import GenerationSpec
-from tinyemo_core.generate.tasks import load_manifest, plan
+from tinyemo_core.generate.chains import load_manifest, plan
 a = json.loads(sys.argv[1])
 spec = GenerationSpec.model_validate(a["spec"])
 chains = plan(load_manifest([a["manifest"]], spec, image_root=a["root"]), spec)

@@ -24,7 +24,7 @@ from pipelines.flows.steps import (
     run_cached,
     scoped,
 )
-from pipelines.flows.tasks import CACHED
+from pipelines.runtime.caching import CACHED
 from tinyemo_core.config import RunConfig, load_config
 from tinyemo_core.projector.io import CONFIG
 from tinyemo_core.stages import experiments as exp

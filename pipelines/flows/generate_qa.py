@@ -14,10 +14,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from tinyemo_core.generate.backends import make_generator
+from tinyemo_core.generate.chains import label_lists, load_manifest, plan
 from tinyemo_core.generate.export import export_all
 from tinyemo_core.generate.runner import Progress, collect, run_generation
 from tinyemo_core.generate.spec import GenerationSpec
-from tinyemo_core.generate.tasks import label_lists, load_manifest, plan
 
 
 def _plan(manifests: list[str], spec: GenerationSpec, image_root: str):

@@ -12,8 +12,8 @@ from typing import Any
 
 from .backends import Generator, RequestFailed
 from .cache import GenerationCache, request_key
+from .chains import Chain, render
 from .spec import GenerationSpec
-from .tasks import Chain, render
 from .validate import placeholder_detail, validate_answer
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.generate.backends.base import Turn
-from tinyemo_core.generate.tasks import Chain, ManifestRow, Step
+from tinyemo_core.generate.chains import Chain, ManifestRow, Step
 from tinyemo_core.judge.prompts import render_instruction
 from tinyemo_core.store.manifests import read_manifest
 

@@ -110,10 +110,11 @@ def detection_rates(top_idx: np.ndarray, matrices: Sequence[ClassMatrix]) -> lis
 
 def most_selective(rates: Sequence[dict], per_class: int = 3, *, min_count: int = 1) -> list[dict]:
     """For every (attribute, value): the ``per_class`` neurons of highest detection rate (ties: higher
-    lift, then lower neuron index), best class first within each attribute."""
+    lift, then lower neuron index), best class first within each attribute. A class every image carries
+    (prevalence 100 %, e.g. one scene for a whole dataset) tells nothing and is left out."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rates:
-        if r["count"] >= min_count:
+        if r["count"] >= min_count and r["prevalence"] < 1.0:
             groups.setdefault((r["attribute"], r["value"]), []).append(r)
     out = []
     for (_attr, _value), items in sorted(groups.items()):

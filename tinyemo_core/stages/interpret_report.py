@@ -35,7 +35,7 @@ def _neuron_profile(atlas_dir: Path, neuron: int, top: int = 3) -> list[dict]:
     table = pq.read_table(atlas_dir / "detection.parquet")
     if table.num_rows == 0:
         return []
-    rows = table.filter(pc.equal(table["neuron"], neuron)).to_pylist()
+    rows = [r for r in table.filter(pc.equal(table["neuron"], neuron)).to_pylist() if r["prevalence"] < 1]
     rows.sort(key=lambda r: (-r["rate"], -r["lift"]))
     return rows[:top]
 

@@ -103,10 +103,10 @@ class _Scripted:
 def test_an_answer_with_the_image_placeholder_costs_that_answer_only(tmp_path: Path) -> None:
     from test_generate_core import _manifest
 
+    from tinyemo_core.generate.chains import load_manifest, plan
     from tinyemo_core.generate.export import export_all
     from tinyemo_core.generate.runner import collect, generator_dir, run_generation
     from tinyemo_core.generate.spec import GenerationSpec
-    from tinyemo_core.generate.tasks import load_manifest, plan
 
     spec = GenerationSpec(model="m", max_concurrency=1)
     spec = spec.model_copy(update={"splits": ["train", "test"]})

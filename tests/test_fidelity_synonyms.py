@@ -1,5 +1,5 @@
-"""TinyEmo Appendix C synonyms: only datasets with ``synonyms: true`` are swapped, only the label TEXT changes,
-and under NTXent a synonym row counts as its sample's class (never a negative of it)."""
+"""TinyEmo Appendix C synonyms: only datasets with ``synonyms: true`` are swapped, only the label TEXT
+changes, and under NTXent a synonym row counts as its sample's class (never a negative of it)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_training_swaps_only_the_synonym_dataset_and_keeps_class_ids(tmp_path: P
     "sadness" too), and the loss always gets the rows' own class ids."""
     table, specs, parts = _table(), _specs(), _parts()
     feats, ids, groups, cands = joint_arrays(parts, specs, table)
-    train = TrainData(feats, ids, groups, cands, ["emoset", "webemo"], synonym_rows=synonym_rows(parts, specs))
+    rows = synonym_rows(parts, specs)
+    train = TrainData(feats, ids, groups, cands, ["emoset", "webemo"], synonym_rows=rows)
     _Recording.calls = []
     monkeypatch.setattr(train_module, "build_loss", lambda *a, **k: _Recording())
     spec = TrainingSpec(loss="ntxent", epochs=2, batch_size=16, synonym_prob=1.0, max_lr=1e-3)

@@ -186,7 +186,8 @@ def explore_similar(cfg: RunConfig, run_dir: Path, dataset: str, query: str, *, 
     build_activations(run_dir, src, cfg.storage_root, which=which, on_progress=on_progress)
     store = open_activations(run_dir, src, cfg.storage_root, which=which)
     qkind, q = query_vector(cfg, run_dir, store, query, kind, which=which)
-    out = out_dir or _out_dir(store, "similar", qkind, query, k, store.fingerprint)
+    ident = (Path(query).stat().st_size, Path(query).stat().st_mtime_ns) if qkind == "image" else None
+    out = out_dir or _out_dir(store, "similar", qkind, query, ident, k, store.fingerprint)
     if (done := read_json(out / "similar.json")) is not None and out_dir is None:
         return {**done, "computed": False}
     from tinyemo_core.index.faiss_index import search

@@ -53,6 +53,9 @@ def bias_report(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None
     from tinyemo_core.stages.predict import config_for_run
 
     spec = spec or cfg.spec.interpret or InterpretSpec()
+    base = cfg.config_path.parent  # relative paths in flows.yaml are relative to its folder
+    spec = spec.model_copy(update={k: base / v for k in ("pairs", "concepts")
+                                   if (v := getattr(spec, k)) is not None and not Path(v).is_absolute()})
     cfg = config_for_run(cfg, run_dir)
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
     out = store.root / f"bias-{stable_hash(spec, store.fingerprint, length=12)}"

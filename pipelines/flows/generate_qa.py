@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_table_artifact
 
+from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.generate.backends import make_generator
 from tinyemo_core.generate.chains import label_lists, load_manifest, plan
 from tinyemo_core.generate.export import export_all
@@ -30,7 +31,8 @@ def generate_requests(manifests: list[str], spec: dict, image_root: str, store_r
     """Send every missing request; a progress artifact shows requests done/total, tokens/s and failures."""
     gspec = GenerationSpec.model_validate(spec)
     _, chains = _plan(manifests, gspec, image_root)
-    artifact = create_progress_artifact(0.0, key="generate-qa-progress", description="requests done")
+    progress = ThrottledProgress("generate-qa-progress", "Requests", interval_s=0.0)
+    progress(0, 1, "planning")
     latest: list[Progress] = []
     with cf.ThreadPoolExecutor(1) as pool:  # generation runs its own event loop; this thread reports progress
         fut = pool.submit(run_generation, chains, make_generator(gspec), gspec, store_root, latest.append)
@@ -41,14 +43,9 @@ def generate_requests(manifests: list[str], spec: dict, image_root: str, store_r
             except cf.TimeoutError:
                 if latest:
                     p = latest[-1]
-                    update_progress_artifact(
-                        artifact,
-                        100.0 * p.done / max(p.total, 1),
-                        f"{p.done}/{p.total} requests, {p.tokens_per_s:.1f} tok/s, {p.failed} failed",
-                    )
-    update_progress_artifact(
-        artifact, 100.0, f"{report.total} requests, {sum(report.failed.values())} failed"
-    )
+                    note = f"{p.done}/{p.total} requests, {p.tokens_per_s:.1f} tok/s, {p.failed} failed"
+                    progress(min(p.done, p.total - 1), p.total, note)
+    progress(report.total, report.total, f"{report.total} requests, {sum(report.failed.values())} failed")
     return report.as_dict()
 
 

@@ -152,7 +152,8 @@ def neuron_ablation(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = 
     spec = spec or InterpretSpec()
     cfg = config_for_run(cfg, run_dir)
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
-    out = store.root / f"ablation-{stable_hash(spec.ablation_point, sorted(spec.ablation_splits))}"
+    key = stable_hash(spec.ablation_point, sorted(spec.ablation_splits), src.spec.template, cfg.backbone_name)
+    out = store.root / f"ablation-{key}"
     if (done := read_json(out / "result.json")) is not None:
         return {**done, "computed": False}
     from tinyemo_core.interpret.ablation import ablate_all

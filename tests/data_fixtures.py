@@ -184,3 +184,19 @@ def make_emotic(root: Path) -> None:
     (root / "annotations").mkdir()
     (root / "annotations" / "train.json").write_text(json.dumps(train))
     (root / "annotations" / "test.json").write_text(json.dumps(test))
+
+
+def write_flat_manifest(root: Path, labels: list[str], name: str = "manifest.parquet",
+                        size: tuple[int, int] = (32, 32)) -> Path:
+    """Small PNGs (one per label) and an ingest-layout manifest over them (dataset "demo", split train)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for i, label in enumerate(labels):
+        colour = (20 * i % 256, 255 - 20 * i % 256, 90)
+        Image.new("RGB", (size[0] + i, size[1]), colour).save(root / f"{i}.png")
+        rows.append(dict(image_id=f"img{i:02d}", path=f"{i}.png", split="train", label=label, labels=[label],
+                         taxonomy="demo", dataset="demo", status="ok", error=None, attributes="{}"))
+    pq.write_table(pa.Table.from_pylist(rows), root / name)
+    return root / name

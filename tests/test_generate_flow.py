@@ -6,10 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from data_fixtures import write_flat_manifest
 
 from tinyemo_core.generate.tiny_model import build_tiny_vlm
 
@@ -20,24 +18,7 @@ def test_generate_qa_flow(prefect_harness: None, tmp_path: Path) -> None:
 
     from pipelines.flows.generate_qa import generate_qa
 
-    rows = []
-    for i, label in enumerate(["joy", "fear", "awe"]):
-        Image.new("RGB", (32, 32), (80 * i, 40, 200 - 60 * i)).save(tmp_path / f"{i}.png")
-        rows.append(
-            dict(
-                image_id=f"i{i}",
-                path=f"{i}.png",
-                split="train",
-                label=label,
-                labels=[label],
-                taxonomy="demo",
-                dataset="demo",
-                status="ok",
-                error=None,
-                attributes="{}",
-            )
-        )
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "m.parquet")
+    write_flat_manifest(tmp_path, ["joy", "fear", "awe"], name="m.parquet")
     spec = {
         "backend": "transformers",
         "model": str(build_tiny_vlm(tmp_path / "model")),
@@ -57,7 +38,7 @@ def test_generate_qa_flow(prefect_harness: None, tmp_path: Path) -> None:
     assert out["report"]["sent"] == 15 and out["report"]["failed_total"] == 0
     assert out["export"]["stats"]["pretrain"]["train"]["records"] == 9
     records = json.loads((tmp_path / "out/emoreason_train.json").read_text())
-    assert [r["id"] for r in records] == ["i0-emoreason", "i1-emoreason", "i2-emoreason"]
+    assert [r["id"] for r in records] == ["img00-emoreason", "img01-emoreason", "img02-emoreason"]
     assert generate_qa(**args)["report"]["cached"] == 15  # rerun: everything from the cache
 
     async def artifacts() -> dict:

@@ -14,10 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from data_fixtures import write_flat_manifest
 
 from tinyemo_core.generate.backends import ChatRequest, GeneratorUnavailable, RequestFailed, Sampling, Turn
 from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator
@@ -40,25 +38,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model, a manifest of 12 small images, and the model served on a free loopback port."""
     root = tmp_path_factory.mktemp("gen")
     model = build_tiny_vlm(root / "model", seed=0)
-    rows = []
-    for i in range(12):
-        Image.new("RGB", (40 + i, 30), (20 * i, 255 - 20 * i, 90)).save(root / f"{i}.png")
-        label = ["joy", "fear", "sadness"][i % 3]
-        rows.append(
-            dict(
-                image_id=f"img{i:02d}",
-                path=f"{i}.png",
-                split="train",
-                label=label,
-                labels=[label],
-                taxonomy="demo",
-                dataset="demo",
-                status="ok",
-                error=None,
-                attributes="{}",
-            )
-        )
-    pq.write_table(pa.Table.from_pylist(rows), root / "manifest.parquet")
+    write_flat_manifest(root, [["joy", "fear", "sadness"][i % 3] for i in range(12)], size=(40, 30))
     with launch_server(model, served_name="tiny") as url:
         yield {"root": root, "model": model, "url": url, "manifest": root / "manifest.parquet"}
 

@@ -22,7 +22,8 @@ def _store(root: Path) -> dict[str, tuple[str, list[str], np.ndarray]]:
         data = read_json(manifest)
         ids, vectors = FeatureStore(manifest.parent, data["encoder_fingerprint"]).load()
         order = np.argsort(ids)
-        out[manifest.parent.name] = (data["content_hash"], [ids[i] for i in order], np.asarray(vectors)[order])
+        rows = [ids[i] for i in order], np.asarray(vectors)[order]
+        out[manifest.parent.name] = (data["content_hash"], *rows)
     return out
 
 

@@ -111,11 +111,15 @@ def encoder_backbone_grid(
 ) -> dict:
     """One projector per (encoder, backbone) pair on the profile's datasets; one row each (Table IV).
 
-    Defaults: the profile's encoder and every backbone that runs offline (``package:``/``random:`` sources).
+    Defaults: the profile's ``grid:`` (the paper profiles carry Table IV's 4 x 4 grid); without one, the
+    profile's encoder and every backbone that runs offline (``package:``/``random:`` sources).
     """
     cfg = config_from(config, profile, overrides)
-    encoders = exp.check_names(encoders or [cfg.encoder_name], list(cfg.flows.encoders), "encoders")
-    backbones = exp.check_names(backbones or offline_backbones(cfg), list(cfg.flows.backbones), "backbones")
+    grid = cfg.spec.grid
+    encoders = encoders or (grid.encoders if grid and grid.encoders else [cfg.encoder_name])
+    backbones = backbones or (grid.backbones if grid and grid.backbones else offline_backbones(cfg))
+    encoders = exp.check_names(encoders, list(cfg.flows.encoders), "encoders")
+    backbones = exp.check_names(backbones, list(cfg.flows.backbones), "backbones")
     zero_shot = [n for n, r in cfg.roles.items() if r == "zero_shot"]
     held_in = [n for n, r in cfg.roles.items() if r == "held_in"]
     order = [*held_in, *zero_shot]

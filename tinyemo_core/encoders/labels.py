@@ -1,11 +1,11 @@
 """Label embeddings in a language backbone's space: the paper's static-table mean, or hidden-state pooling.
 
-Paper mode (TinyEmo §III-B, "text embeddings obtained by embedding the textual labels through the LLM"; the
-authors' code ggcr/TinyEmo, docs/encoders.md): tokenise WITH the tokenizer's special tokens (Llama adds BOS, BERT
-[CLS]/[SEP]), look the ids up in the static input-embedding table, average the rows, L2-normalise. Only the
-embedding matrix is read (memory-mapped), tokenisation uses the ``tokenizers`` library: paper mode imports
-neither torch nor transformers (``random:`` sources are built with them once). Hidden modes run the model
-(``labels_hidden``).
+Paper mode (TinyEmo §III-B, "text embeddings obtained by embedding the textual labels through the LLM";
+the authors' code ggcr/TinyEmo, docs/encoders.md): tokenise WITH the tokenizer's special tokens (Llama adds
+BOS, BERT [CLS]/[SEP]), look the ids up in the static input-embedding table, average the rows,
+L2-normalise. Only the embedding matrix is read (memory-mapped), tokenisation uses the ``tokenizers``
+library: paper mode imports neither torch nor transformers (``random:`` sources are built with them once).
+Hidden modes run the model (``labels_hidden``).
 """
 
 from __future__ import annotations

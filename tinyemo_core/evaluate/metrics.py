@@ -118,8 +118,9 @@ class MapResult:
 
 
 def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> MapResult:
-    """Multi-label mAP (EMOTIC, as the LLaVA-on-EMOTIC poster reports): sklearn ``average_precision_score`` per category (column); a
-    category without any positive has no defined AP and is skipped (counted in ``skipped``)."""
+    """Multi-label mAP (EMOTIC, as the LLaVA-on-EMOTIC poster reports): sklearn ``average_precision_score``
+    per category (column); a category without any positive has no defined AP and is skipped (counted in
+    ``skipped``)."""
     scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=bool)
     if scores.shape != targets.shape or scores.ndim != 2:
         raise ValueError(f"scores {scores.shape} and targets {targets.shape} must both be (N, C)")

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tests.conftest import ROOT
 from tinyemo_core.stages import experiments as exp
+from tinyemo_core.store.experiments import experiment_dir
 
 
 def test_subsets_follow_table_iii_order() -> None:
@@ -54,8 +55,8 @@ def test_role_overrides_resolve_to_roles() -> None:
 
 def test_experiment_outputs(tmp_path: Path) -> None:
     rows = [exp.experiment_row({"encoder": "e", "backbone": "b"}, {"x": 0.5, "z": 0.25}, ["x"], ["z"])]
-    a = exp.experiment_dir(tmp_path, "grid", ["r1"])
-    assert a == exp.experiment_dir(tmp_path, "grid", ["r1"]) != exp.experiment_dir(tmp_path, "grid", ["r2"])
+    a = experiment_dir(tmp_path, "grid", ["r1"])
+    assert a == experiment_dir(tmp_path, "grid", ["r1"]) != experiment_dir(tmp_path, "grid", ["r2"])
     paths = exp.write_experiment(a, "Grid", ["encoder", "backbone"], ["x", "z"], rows, "n.", {"runs": []})
     assert json.loads(Path(paths["json"]).read_text())["rows"] == rows
     assert "| e | b | 50.00 | 25.00 | 37.50 | 25.00 | 25.00 |" in Path(paths["markdown"]).read_text()

@@ -156,10 +156,11 @@ def serve_generator(
 
 def _register_extensions() -> None:
     """Commands that live in their own modules (operations; predict)."""
-    from pipelines.cli import ops, predict
+    from pipelines.cli import ops, predict, stores
 
     ops.register(app)
     predict.register(app)
+    stores.register(app)
 
 
 _register_extensions()

@@ -14,6 +14,7 @@ def flows() -> dict[str, Callable]:
     from pipelines.flows.experiments import dataset_ablation, encoder_backbone_grid
     from pipelines.flows.extract_features import extract_features
     from pipelines.flows.generate_qa import generate_qa_profile
+    from pipelines.flows.import_features import import_features
     from pipelines.flows.train_projector import train_projector
 
     return {
@@ -26,6 +27,7 @@ def flows() -> dict[str, Callable]:
             evaluate,
             evaluate_generated,
             generate_qa_profile,
+            import_features,
             backbone_added,
             dataset_ablation,
             encoder_backbone_grid,

@@ -26,9 +26,9 @@ from pipelines.flows.steps import (
 )
 from pipelines.runtime.caching import CACHED
 from tinyemo_core.config import RunConfig, load_config
-from tinyemo_core.projector.io import CONFIG
 from tinyemo_core.stages import experiments as exp
-from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.experiments import experiment_dir, regrounding_complete
+from tinyemo_core.store.runs import read_run_config
 
 OFFLINE_SOURCES = ("package:", "random:")
 
@@ -39,7 +39,7 @@ def _sub_config(cfg: RunConfig, overrides: list[str] | None, extra: list[str]) -
 
 def _param_count(run_dir: str) -> int | None:
     """Trainable projector parameters, from the run's config.json (written by every training)."""
-    return (read_json(Path(run_dir) / CONFIG) or {}).get("param_count")
+    return (read_run_config(Path(run_dir)) or {}).get("param_count")
 
 
 def _row_ids(train: dict, ev: dict) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def dataset_ablation(
         keys = {exp.train_column(n): ("✓" if n in subset else "") for n in held_in}
         rows.append(exp.experiment_row(keys, _accuracies(ev, order), subset, zero_shot))
         runs.append({"held_in": list(subset), **_row_ids(train, ev)})
-    out = exp.experiment_dir(cfg.storage_root, "dataset-ablation", [r["report_dir"] for r in runs])
+    out = experiment_dir(cfg.storage_root, "dataset-ablation", [r["report_dir"] for r in runs])
     keys = [exp.train_column(n) for n in held_in]
     return _publish("dataset-ablation", out, keys, order, rows, exp.ABLATION_NOTES, runs)
 
@@ -135,7 +135,7 @@ def encoder_backbone_grid(
             keys = {"encoder": enc, "backbone": bb, "Params": _param_count(train["run_dir"])}
             rows.append(exp.experiment_row(keys, _accuracies(ev, order), held_in, zero_shot))
             runs.append({"encoder": enc, "backbone": bb, **_row_ids(train, ev)})
-    out = exp.experiment_dir(cfg.storage_root, "encoder-backbone-grid", [r["report_dir"] for r in runs])
+    out = experiment_dir(cfg.storage_root, "encoder-backbone-grid", [r["report_dir"] for r in runs])
     return _publish("encoder-backbone-grid", out, ["encoder", "backbone", "Params"], order, rows,
                     exp.GRID_NOTES, runs)
 
@@ -172,9 +172,9 @@ def reground_labels(
               "templates": {n: s.template for n, s in cfg.datasets.items()},
               "features": feature_hashes(stores),
               "manifests": {n: d["content_hash"] for n, d in manifests.items()}}
-    out_dir = exp.experiment_dir(cfg.storage_root, "reground", detail)
+    out_dir = experiment_dir(cfg.storage_root, "reground", detail)
     desc = run_cached(
-        reground_task, (out_dir / "regrounding.json").exists(), key=scoped(cfg, out_dir.name),
+        reground_task, regrounding_complete(out_dir), key=scoped(cfg, out_dir.name),
         run_dir=Path(train["run_dir"]), which=which, datasets=cfg.datasets,
         manifests={n: d["manifest"] for n, d in manifests.items()}, stores=stores,
         label_table=label_desc["table"], backbone=cfg.backbone, backbone_name=cfg.backbone_name,

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import BackboneSpec
-from tinyemo_core.fingerprint import stable_hash
-from tinyemo_core.store.atomic import read_json, write_atomic, write_json, write_parquet
+from tinyemo_core.store.atomic import write_atomic, write_json, write_parquet
+from tinyemo_core.store.experiments import read_regrounding
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table, render
 
@@ -123,11 +123,6 @@ def write_experiment(
     return {"markdown": str(md_path), "json": str(write_json(out_dir / "table.json", payload))}
 
 
-def experiment_dir(storage_root: Path, name: str, *inputs: Any) -> Path:
-    """``experiments/<name>-<fingerprint of inputs>``: the same inputs land in the same folder."""
-    return Path(storage_root) / "experiments" / f"{name}-{stable_hash(name, *inputs, length=12)}"
-
-
 class Grounding(BaseModel):
     """One re-grounding variant: class word -> replacement text, and/or a new template for the other
     classes (``{label}`` marks the word).
@@ -169,7 +164,7 @@ def reground(
     from tinyemo_core.projector.io import load_projector, project
     from tinyemo_core.stages.assemble import label_ids, load_split
 
-    if (done := read_json(out_dir / "regrounding.json")) is not None:
+    if (done := read_regrounding(out_dir)) is not None:
         return {"out_dir": str(out_dir), "computed": False, **done}
     if not variants:
         raise ValueError("no re-grounding variant given: map a class to a text (joy='cheerful and content') "

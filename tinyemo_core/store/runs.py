@@ -53,6 +53,11 @@ def read_metrics(run: Path) -> dict | None:
     return read_json(Path(run) / METRICS)
 
 
+def read_run_config(run: Path) -> dict | None:
+    """The run's ``config.json`` (model dimensions, parameter count, training spec), or None."""
+    return read_json(Path(run) / "config.json")
+
+
 def run_complete(run: Path) -> bool:
     """True when training finished (``metrics.json`` says done)."""
     return bool((read_metrics(run) or {}).get("done"))

@@ -156,8 +156,9 @@ def serve_generator(
 
 def _register_extensions() -> None:
     """Commands that live in their own modules (operations; predict)."""
-    from pipelines.cli import ops, predict, stores
+    from pipelines.cli import explore, ops, predict, stores
 
+    explore.register(app)
     ops.register(app)
     predict.register(app)
     stores.register(app)

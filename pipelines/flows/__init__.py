@@ -15,6 +15,7 @@ def flows() -> dict[str, Callable]:
     from pipelines.flows.extract_features import extract_features
     from pipelines.flows.generate_qa import generate_qa_profile
     from pipelines.flows.import_features import import_features
+    from pipelines.flows.interpret import bias_report, neuron_ablation, neuron_atlas
     from pipelines.flows.train_projector import train_projector
 
     return {
@@ -28,6 +29,9 @@ def flows() -> dict[str, Callable]:
             evaluate_generated,
             generate_qa_profile,
             import_features,
+            neuron_atlas,
+            neuron_ablation,
+            bias_report,
             backbone_added,
             dataset_ablation,
             encoder_backbone_grid,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tinyemo_core.config import DatasetSpec  # noqa: E402
 from tinyemo_core.encoders.specs import VisionEncoderSpec  # noqa: E402
 from tinyemo_core.generate.backends.transformers_local import TransformersGenerator  # noqa: E402
-from tinyemo_core.generate.tasks import render  # noqa: E402
+from tinyemo_core.generate.chains import render  # noqa: E402
 from tinyemo_core.generate.tiny_model import build_tiny_vlm  # noqa: E402
 from tinyemo_core.judge.clipscore import ClipScorer  # noqa: E402
 from tinyemo_core.judge.plan import chains_for, instruction_id, load_items  # noqa: E402

@@ -20,8 +20,9 @@ from tinyemo_core.store.activations import (
     activation_fingerprint,
     activation_store_root,
     plan_rows,
+    read_analysis,
 )
-from tinyemo_core.store.atomic import read_json, write_json
+from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.features import FeatureStore
 
 Progress = Callable[[dict], None] | None
@@ -188,7 +189,7 @@ def explore_similar(cfg: RunConfig, run_dir: Path, dataset: str, query: str, *, 
     qkind, q = query_vector(cfg, run_dir, store, query, kind, which=which)
     ident = (Path(query).stat().st_size, Path(query).stat().st_mtime_ns) if qkind == "image" else None
     out = out_dir or _out_dir(store, "similar", qkind, query, ident, k, store.fingerprint)
-    if (done := read_json(out / "similar.json")) is not None and out_dir is None:
+    if (done := read_analysis(out, "similar.json")) is not None and out_dir is None:
         return {**done, "computed": False}
     from tinyemo_core.index.faiss_index import search
 

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,6 @@ import pyarrow as pa
 from tinyemo_core.config import RunConfig
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.interpret.spec import InterpretSpec
-from tinyemo_core.provenance import current
 from tinyemo_core.stages.interpret import (
     DatasetSources,
     build_activations,
@@ -24,8 +21,8 @@ from tinyemo_core.stages.interpret import (
     open_activations,
     text_vectors,
 )
-from tinyemo_core.store.activations import ActivationStore
-from tinyemo_core.store.atomic import read_json, write_json, write_parquet
+from tinyemo_core.store.activations import ActivationStore, publish_analysis, read_analysis
+from tinyemo_core.store.atomic import write_parquet
 
 Progress = Callable[[dict], None] | None
 
@@ -36,18 +33,6 @@ def default_dataset(cfg: RunConfig, spec: InterpretSpec) -> str:
         return spec.dataset
     zero = [n for n, r in cfg.roles.items() if r == "zero_shot"]
     return (zero or list(cfg.roles))[0]
-
-
-def _publish(out: Path, write: Callable[[Path], dict]) -> dict:
-    """Run ``write(tmp_dir)`` (which writes ``result.json`` last) and rename the folder onto ``out``."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    payload = write(tmp)
-    write_json(tmp / "result.json", {**payload, "produced_by": current()})
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return payload
 
 
 def _relocate(payload: Any, tmp: Path, out: Path) -> Any:
@@ -81,7 +66,7 @@ def neuron_atlas(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = Non
     spec = spec or InterpretSpec()
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
     out = store.root / f"atlas-{stable_hash(spec.top_k, spec.per_class, spec.grid_neurons, spec.grid_images)}"
-    if (done := read_json(out / "result.json")) is not None:
+    if (done := read_analysis(out)) is not None:
         return {**done, "computed": False}
     from tinyemo_core.interpret.atlas import class_matrices, detection_rates, most_selective, top_k
     from tinyemo_core.interpret.plots import image_grid
@@ -120,7 +105,7 @@ def neuron_atlas(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = Non
                    "grids": grids, "markdown": str(tmp / "atlas.md")}
         return _relocate(payload, tmp, out)
 
-    return {**_publish(out, write), "computed": True}
+    return {**publish_analysis(out, write), "computed": True}
 
 
 def _selective_markdown(selective: Sequence[dict], k: int) -> str:
@@ -154,7 +139,7 @@ def neuron_ablation(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = 
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
     key = stable_hash(spec.ablation_point, sorted(spec.ablation_splits), src.spec.template, cfg.backbone_name)
     out = store.root / f"ablation-{key}"
-    if (done := read_json(out / "result.json")) is not None:
+    if (done := read_analysis(out)) is not None:
         return {**done, "computed": False}
     from tinyemo_core.interpret.ablation import ablate_all
     from tinyemo_core.interpret.plots import ablation_bars
@@ -183,4 +168,4 @@ def neuron_ablation(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = 
                    "png": str(png)}
         return _relocate(payload, tmp, out)
 
-    return {**_publish(out, write), "computed": True}
+    return {**publish_analysis(out, write), "computed": True}

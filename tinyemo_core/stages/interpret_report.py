@@ -17,7 +17,6 @@ from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.interpret.spec import InterpretSpec
 from tinyemo_core.stages.interpret import explore_concepts, explore_counterfactual, explore_similar
 from tinyemo_core.stages.interpret_atlas import (
-    _publish,
     _relocate,
     _store,
     default_dataset,
@@ -25,7 +24,7 @@ from tinyemo_core.stages.interpret_atlas import (
     neuron_atlas,
     neuron_query,
 )
-from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.activations import publish_analysis, read_analysis
 
 Progress = Callable[[dict], None] | None
 
@@ -59,7 +58,7 @@ def bias_report(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None
     cfg = config_for_run(cfg, run_dir)
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
     out = store.root / f"bias-{stable_hash(spec, store.fingerprint, length=12)}"
-    if (done := read_json(out / "result.json")) is not None:
+    if (done := read_analysis(out)) is not None:
         return {**done, "computed": False}
     dataset = default_dataset(cfg, spec)
     atlas = neuron_atlas(cfg, run_dir, spec)
@@ -160,4 +159,4 @@ def bias_report(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None
                    }}
         return _relocate(payload, tmp, out)
 
-    return {**_publish(out, write), "computed": True}
+    return {**publish_analysis(out, write), "computed": True}

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from tinyemo_core.encoders.hashing import file_sha256
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.provenance import current
-from tinyemo_core.store.atomic import atomic_path, read_json, write_json, write_parquet
+from tinyemo_core.store.atomic import atomic_path, read_json, staged_dir, write_json, write_parquet
 
 MARKER = "_complete.json"
 ROWS, ACTS, PROJECTED, INDEX = "rows.parquet", "layer0.npy", "projected.npy", "projected.faiss"
@@ -165,3 +165,21 @@ class ActivationStore:
         data = self.require()
         return {"store": str(self.root), "fingerprint": self.fingerprint, "rows": data["rows"],
                 "hidden_dim": data["hidden_dim"], "point": data.get("point")}
+
+
+RESULT = "result.json"
+
+
+def read_analysis(out: Path, marker: str = RESULT) -> dict | None:
+    """A finished analysis folder's result (atlas, ablation, bias report, retrieval), or None."""
+    return read_json(Path(out) / marker)
+
+
+def publish_analysis(out: Path, write) -> dict:
+    """Run ``write(tmp_dir) -> payload`` in a staged folder, write ``result.json`` (payload + provenance) last
+    and rename the folder onto ``out``."""
+    with staged_dir(out) as tmp:
+        payload = write(tmp)
+        write_json(tmp / RESULT, {**payload, "produced_by": current()})
+    return payload
+

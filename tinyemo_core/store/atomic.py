@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,3 +57,16 @@ def read_json(path: Path) -> Any | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+@contextmanager
+def staged_dir(dest: Path) -> Iterator[Path]:
+    """Yield a hidden temporary sibling folder of ``dest``; when the block succeeds it replaces ``dest`` by
+    rename, so ``dest`` is either the old folder or the whole new one (its marker file written last)."""
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)

@@ -6,13 +6,10 @@ whole report (tables, predictions, plots) is there. This module is the only read
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.atomic import read_json, staged_dir
 from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.runs import list_runs, parse_run_name
 
@@ -50,15 +47,9 @@ def list_evaluations(run_dir: Path) -> Iterator[Path]:
         yield from (p for p in sorted(run_dir.glob(f"{PREFIX}*")) if p.is_dir())
 
 
-@contextmanager
-def staged_evaluation(out_dir: Path) -> Iterator[Path]:
+def staged_evaluation(out_dir: Path):
     """Write an evaluation into a hidden temporary folder, renamed to ``out_dir`` when the block succeeds."""
-    out_dir = Path(out_dir)
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    yield tmp_dir
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp_dir, out_dir)
+    return staged_dir(out_dir)
 
 
 def newest_reports(storage_root: Path, encoder_name: str) -> dict[str, dict]:

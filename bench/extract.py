@@ -23,10 +23,10 @@ import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 import torch  # noqa: E402
 
+from tinyemo_core.config import load_flows  # noqa: E402
 from tinyemo_core.encoders.extract import default_load_image, encode_images  # noqa: E402
 from tinyemo_core.encoders.specs import VisionEncoderSpec  # noqa: E402
 from tinyemo_core.encoders.vision import load_vision_encoder  # noqa: E402
-from tinyemo_core.config import load_flows  # noqa: E402
 from tinyemo_core.registry import encoder_spec  # noqa: E402
 
 

@@ -64,7 +64,8 @@ def test_explore_cli(demo: Path, prefect_harness) -> None:
     rows = json.loads(out.output)
     assert len(rows) == 3 and [r["rank"] for r in rows] == [1, 2, 3]
     first = rows[0]["image_id"]
-    itself = json.loads(runner.invoke(app, ["explore", "similar", first, "-k", "2", *common, "--json"]).output)
+    out = runner.invoke(app, ["explore", "similar", first, "-k", "2", *common, "--json"])
+    itself = json.loads(out.output)
     assert itself[0]["image_id"] == first and itself[0]["distance"] == pytest.approx(0.0, abs=1e-4)
     concepts = runner.invoke(app, ["explore", "concepts", first, *common, "--json", "--top", "5"])
     assert concepts.exit_code == 0, concepts.output

@@ -3,7 +3,8 @@
 Split files list ``cls/file`` lines relative to ``images/``. The published split has no validation part;
 the official training set is kept whole (TinyEmo trains on all of it), so EmotionROI has no val rows and
 the best epoch is chosen on the other held-in datasets' validation splits (docs/datasets.md). Images
-listed in neither file are dropped and counted; listed-but-missing files are kept, and ingest quarantines them.
+listed in neither file are dropped and counted; listed-but-missing files are kept (ingest quarantines
+them).
 """
 
 from __future__ import annotations

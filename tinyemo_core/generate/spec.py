@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +43,13 @@ class GenerationSpec(BaseModel):
     max_retries: int = Field(5, ge=0, le=50)
     backoff_base_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
+    # openai backend: Bunny pads images to a square with the mean colour before SigLIP; a converted LLaVA
+    # server does not, so the client does (docs/generation.md, "Bunny on vLLM").
+    pad_to_square: bool = Field(False, description="pad each image to a square with pad_color before sending")
+    pad_color: list[Annotated[int, Field(ge=0, le=255)]] = Field(
+        default_factory=lambda: [127, 127, 127], min_length=3, max_length=3,
+        description="RGB fill; Bunny's int(image_mean * 255), 127 for SigLIP's mean 0.5",
+    )
     # Sampling: the paper does not state Bunny's decoding settings; these are ours.
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)

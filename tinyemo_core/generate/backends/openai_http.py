@@ -11,19 +11,25 @@ import re
 
 import httpx
 
+from ..bunny.image import square_png_data_url
 from ..spec import GenerationSpec
 from .base import Answer, ChatRequest, GeneratorUnavailable, RequestFailed, image_data_url
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-def to_openai_messages(request: ChatRequest) -> list[dict]:
-    """Chat turns as OpenAI messages; the image is a base64 data-URL content part of the first user turn."""
+def to_openai_messages(request: ChatRequest, pad_fill: tuple[int, ...] | None = None) -> list[dict]:
+    """Chat turns as OpenAI messages; the image is a base64 data-URL content part of the first user turn.
+
+    ``pad_fill``: pad the image to a square with this RGB colour first (Bunny's ``image_aspect_ratio: pad``,
+    which a converted LLaVA's server-side processor does not do), sent as lossless PNG.
+    """
     messages: list[dict] = []
     attached = request.image_path is None
     for turn in request.turns:
         if turn.role == "user" and not attached:
-            url = image_data_url(request.image_path)  # type: ignore[arg-type]
+            path = request.image_path
+            url = square_png_data_url(path, pad_fill) if pad_fill else image_data_url(path)  # type: ignore[arg-type]
             content: str | list[dict] = [
                 {"type": "image_url", "image_url": {"url": url}},
                 {"type": "text", "text": turn.text},
@@ -50,11 +56,13 @@ class OpenAIHTTPGenerator:
         max_retries: int = 5,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        pad_to_square: tuple[int, ...] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = re.sub(r"[^A-Za-z0-9._-]+", "-", model.strip("/").split("/")[-1])
         self.model_revision = model_revision
+        self.pad_fill = tuple(pad_to_square) if pad_to_square else None
         self.max_retries = max_retries
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self._sem = asyncio.Semaphore(max_concurrency)
@@ -80,6 +88,7 @@ class OpenAIHTTPGenerator:
             max_retries=spec.max_retries,
             backoff_base_s=spec.backoff_base_s,
             backoff_max_s=spec.backoff_max_s,
+            pad_to_square=tuple(spec.pad_color) if spec.pad_to_square else None,
         )
 
     @property
@@ -116,13 +125,15 @@ class OpenAIHTTPGenerator:
             # tinyemo's own server reports a weights hash; vLLM reports the model path as `root`.
             "served": info.get("tinyemo_fingerprint") or info.get("root"),
         }
+        if self.pad_fill:  # the pixels sent differ: a separate cache (absent otherwise: old keys stay valid)
+            ident["pad_to_square"] = list(self.pad_fill)
         self._fingerprint = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def _payload(self, request: ChatRequest) -> dict:
         s = request.sampling
         return {
             "model": self.model,
-            "messages": to_openai_messages(request),
+            "messages": to_openai_messages(request, self.pad_fill),
             "max_tokens": s.max_tokens,
             "temperature": s.temperature,
             "top_p": s.top_p,

@@ -75,3 +75,16 @@ def bunny_prompt(turns: Sequence[tuple[str, str]], *, has_image: bool, system: s
         else:
             raise ValueError(f"turn role must be 'user' or 'assistant', got {role!r}")
     return out + "ASSISTANT:"
+
+
+def square_png_data_url(path: str, fill: Sequence[int]) -> str:
+    """The image at ``path`` as RGB, padded by :func:`expand_to_square`, as a lossless PNG ``data:`` URL
+    (what the OpenAI backend sends when ``generation.pad_to_square`` is on)."""
+    import base64
+    import io
+
+    with Image.open(path) as im:
+        square = expand_to_square(im.convert("RGB"), fill)
+    buf = io.BytesIO()
+    square.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

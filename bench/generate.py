@@ -3,7 +3,11 @@
 1. Client throughput: N concurrent requests through ``OpenAIHTTPGenerator`` vs the same requests sent with raw
    httpx (the server driven directly). Goal: ratio >= 0.9 (the client is never the bottleneck).
 2. Cost of a fully cached rerun (plan + key hashing + cache load + lookups), scaled to 10k requests.
+3. Client overhead per request in µs: sequential 1-token requests, interleaved, through the client vs raw
+   httpx with the same payload (median of the paired latency differences); plus the client's own payload
+   build (file read + base64, with and without ``pad_to_square``) timed without the network.
 Usage: python bench/generate.py [--concurrency 8] [--requests 64] [--cached-requests 10000]
+                                [--overhead-requests 200]
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +56,44 @@ async def _client(url: str, req: ChatRequest, n: int, conc: int) -> float:
     rate = n / (time.perf_counter() - t)
     await gen.aclose()
     return rate
+
+
+async def _overhead(url: str, req: ChatRequest, n: int) -> dict:
+    gen = OpenAIHTTPGenerator(url, "tiny", max_concurrency=1)
+    padded = OpenAIHTTPGenerator(url, "tiny", max_concurrency=1, pad_to_square=(127, 127, 127))
+    await gen.health()
+    payload = gen._payload(req)
+    raw_s, client_s = [], []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as raw:
+        for _ in range(n):  # interleaved, so server-side drift hits both alike
+            t = time.perf_counter()
+            (await raw.post("/chat/completions", json=payload)).raise_for_status()
+            raw_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await gen.generate(req)
+            client_s.append(time.perf_counter() - t)
+    await gen.aclose()
+    await padded.aclose()
+    m = max(50, n)
+    t = time.perf_counter()
+    for _ in range(m):
+        gen._payload(req)
+    build = (time.perf_counter() - t) / m
+    t = time.perf_counter()
+    for _ in range(m):
+        padded._payload(req)
+    build_pad = (time.perf_counter() - t) / m
+    diffs = [c - r for c, r in zip(client_s, raw_s, strict=True)]
+    q = statistics.quantiles(diffs, n=4)
+    return {
+        "overhead_requests": n,
+        "seq_direct_ms_median": round(statistics.median(raw_s) * 1e3, 3),
+        "seq_client_ms_median": round(statistics.median(client_s) * 1e3, 3),
+        "client_overhead_us_per_request": round(statistics.median(diffs) * 1e6, 1),  # median paired diff
+        "client_overhead_us_iqr": [round(q[0] * 1e6, 1), round(q[2] * 1e6, 1)],
+        "client_payload_us": round(build * 1e6, 1),
+        "client_payload_pad_to_square_us": round(build_pad * 1e6, 1),
+    }
 
 
 def _cached_rerun(url: str, root: Path, n_requests: int) -> dict:
@@ -107,6 +150,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--cached-requests", type=int, default=10_000)
+    ap.add_argument("--overhead-requests", type=int, default=200)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -129,6 +173,8 @@ def main() -> None:
             asyncio.run(_direct(url, payload, 8, 4))  # warm-up
             direct = asyncio.run(_direct(url, payload, a.requests, a.concurrency))
             client = asyncio.run(_client(url, req, a.requests, a.concurrency))
+            one_token = req.model_copy(update={"sampling": Sampling(max_tokens=1)})
+            overhead = asyncio.run(_overhead(url, one_token, a.overhead_requests))
             cached = _cached_rerun(url, root, a.cached_requests)
     result = {
         "concurrency": a.concurrency,
@@ -137,6 +183,7 @@ def main() -> None:
         "direct_req_per_s": round(direct, 2),
         "client_req_per_s": round(client, 2),
         "client_over_direct": round(client / direct, 3),
+        **overhead,
         **cached,
     }
     print(json.dumps(result))

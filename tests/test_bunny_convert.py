@@ -206,3 +206,21 @@ def test_bad_sources_fail_clearly(world: dict, tmp_path: Path) -> None:
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(BunnyConversionError, match="not this conversion's output"):
         convert_bunny(world["src"], tmp_path / "busy")
+
+
+def test_convert_bunny_cli(tmp_path: Path) -> None:
+    """`tinyemo convert-bunny SRC DST` converts, is idempotent, and names a bad checkpoint's problem (exit 2)."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from tinyemo_core.generate.bunny.tiny import build_tiny_bunny
+
+    src = build_tiny_bunny(tmp_path / "bunny")
+    runner = CliRunner()
+    out = runner.invoke(app, ["convert-bunny", str(src), str(tmp_path / "llava")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "llava" / "tinyemo_conversion.json").exists() and "vllm serve" in out.output
+    again = runner.invoke(app, ["convert-bunny", str(src), str(tmp_path / "llava")])
+    assert again.exit_code == 0, again.output
+    bad = runner.invoke(app, ["convert-bunny", str(tmp_path / "missing"), str(tmp_path / "x")])
+    assert bad.exit_code == 2

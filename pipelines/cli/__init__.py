@@ -130,35 +130,12 @@ def status(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo",
                empty="no stores yet: run `tinyemo run build-dataset`")
 
 
-@app.command("serve-generator")
-def serve_generator(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="local transformers VLM folder")] = None,
-    tiny: Annotated[bool, typer.Option("--tiny", help="build (once) and serve a tiny random VLM")] = False,
-    host: Annotated[str, typer.Option(help="bind address (loopback by default)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
-    served_name: Annotated[str | None, typer.Option(help="model id clients send")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    trust_remote_code: Annotated[bool, typer.Option(help="allow custom model code (Bunny)")] = False,
-) -> None:
-    """Serve a local transformers vision-language model over an OpenAI-compatible API (for CPU/small runs)."""
-    from tinyemo_core.generate.server import serve_generator as serve
-
-    if tiny:
-        from tinyemo_core.generate.tiny_model import build_tiny_vlm
-
-        model = str(build_tiny_vlm(Path("storage/models/tiny-vlm")))
-    if not model:
-        console.print("[red]pass --model PATH (a transformers VLM folder) or --tiny[/red]")
-        raise typer.Exit(2)
-    console.print(f"serving {model} at http://{host}:{port}/v1 (OpenAI-compatible)")
-    serve(model, host, port, served_name=served_name, device=device, trust_remote_code=trust_remote_code)
-
-
 def _register_extensions() -> None:
     """Commands that live in their own modules (operations; predict)."""
-    from pipelines.cli import explore, ops, predict, stores
+    from pipelines.cli import explore, generation, ops, predict, stores
 
     explore.register(app)
+    generation.register(app)
     ops.register(app)
     predict.register(app)
     stores.register(app)

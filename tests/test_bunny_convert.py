@@ -209,7 +209,7 @@ def test_bad_sources_fail_clearly(world: dict, tmp_path: Path) -> None:
 
 
 def test_convert_bunny_cli(tmp_path: Path) -> None:
-    """`tinyemo convert-bunny SRC DST` converts, is idempotent, and names a bad checkpoint's problem (exit 2)."""
+    """`tinyemo convert-bunny SRC DST` converts, is idempotent, and fails clearly (exit 2) on a bad source."""
     from typer.testing import CliRunner
 
     from pipelines.cli import app

@@ -13,17 +13,19 @@ import pytest
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import LabelTable, read_label_table, render, write_label_table
 from tinyemo_core.store.manifests import content_hash, listing_hash, manifest_complete, write_manifest
-from tinyemo_core.store.vectors import column_to_numpy, read_vectors, vector_array
+from tinyemo_core.store.vectors import column_to_numpy, read_shard, vector_array
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
-def test_vectors_round_trip_through_parquet(tmp_path: Path, dtype: str) -> None:
+def test_vectors_round_trip_through_parquet_v1(tmp_path: Path, dtype: str) -> None:
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((37, 12)).astype(np.float32)
     table = pa.table({"image_id": [f"id{i}" for i in range(37)], "vector": vector_array(vecs, dtype)})
     assert table.schema.field("vector").type.list_size == 12
     pq.write_table(table, tmp_path / "v.parquet", compression=None)
-    ids, back = read_vectors(tmp_path / "v.parquet")
+    shard = read_shard(tmp_path / "v.parquet")
+    ids, back = shard.ids, shard.vectors
+    assert shard.valid is None
     assert ids == [f"id{i}" for i in range(37)]
     np.testing.assert_allclose(back.astype(np.float32), vecs.astype(dtype), rtol=0, atol=0)
     # a sliced (offset) array reads the right rows too

@@ -1,11 +1,15 @@
-"""Sharded feature store: ``features/<encoder>/<dataset>/part-<hash>.parquet`` + ``_manifest.json``.
+"""Sharded feature store: ``features/<encoder>/<dataset>/part-<hash>.arrow`` + ``_manifest.json``.
 
 Keyed by (encoder fingerprint, image_id). A shard's name is the hash of the encoder fingerprint and its sorted
 image ids, so a rerun after a kill plans the same shards, finds the ones already renamed into place and only
 computes the rest; the final store is identical to an uninterrupted run. ``_manifest.json`` is written last
-and
-lists the complete shards; readers trust only the shards it lists. Adding images plans shards for the new ids
-only.
+and lists the complete shards; readers trust only the shards it lists. Adding images plans shards for the new
+ids only. Temporaries are staged in ``features/<encoder>/.tmp/<dataset>/`` (never inside the store) and any a
+killed writer left behind are cleared at commit.
+
+Format (docs/stores.md): v2 shards are Arrow IPC files (``.arrow``, read at memory speed); v1 shards
+(``.parquet``) still load, and ``store.migrate`` rewrites them. The manifest records ``format``; the content
+hash is computed over the v1 names, so it (and every fingerprint built on it) does not depend on the format.
 """
 
 from __future__ import annotations
@@ -16,15 +20,28 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from tinyemo_core.fingerprint import CODE_VERSIONS, stable_hash
 from tinyemo_core.provenance import current
-from tinyemo_core.store.atomic import read_json, write_json, write_parquet
-from tinyemo_core.store.vectors import column_to_numpy, vector_array
+from tinyemo_core.store.atomic import clear_stale_temporaries, read_json, write_arrow, write_json
+from tinyemo_core.store.vectors import (
+    ShardData,
+    read_shard,
+    read_table,
+    shard_format,
+    shard_schema,
+    vector_array,
+    vector_metadata,
+)
 
 MANIFEST = "_manifest.json"
+FORMAT = 2
+SUFFIX = {1: ".parquet", 2: ".arrow"}
+
+
+def canonical_name(name: str) -> str:
+    """The shard's name as the v1 format spelled it (what content hashes are computed over)."""
+    return str(Path(name).with_suffix(SUFFIX[1]))
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,11 @@ class FeatureStore:
     def manifest_path(self) -> Path:
         return self.root / MANIFEST
 
+    @property
+    def staging(self) -> Path:
+        """Where this store's temporaries are written (a hidden sibling: readers never look there)."""
+        return self.root.parent / ".tmp" / self.root.name
+
     def manifest(self) -> dict | None:
         """The parsed ``_manifest.json`` if it belongs to this encoder fingerprint, else None."""
         data = read_json(self.manifest_path)
@@ -66,13 +88,13 @@ class FeatureStore:
             return set()
         ids: set[str] = set()
         for shard in data["shards"]:
-            ids.update(
-                pq.read_table(self.shard_path(shard["name"]), columns=["image_id"])["image_id"].to_pylist()
-            )
+            ids.update(read_table(self.shard_path(shard["name"]), ["image_id"])["image_id"].to_pylist())
         return ids
 
     def plan(self, items: Iterable[tuple[str, str]], shard_size: int) -> list[ShardPlan]:
-        """Shards for the (image_id, path) items not yet stored, in image-id order, deterministic."""
+        """Shards for the (image_id, path) items not yet stored, in image-id order, deterministic.
+
+        A shard a killed run of the v1 format left in place keeps its ``.parquet`` name (adopted)."""
         stored = self.stored_ids()
         todo: dict[str, str] = {}
         for image_id, path in items:
@@ -82,7 +104,9 @@ class FeatureStore:
         plans = []
         for start in range(0, len(ids), shard_size):
             chunk = tuple(ids[start : start + shard_size])
-            name = f"part-{stable_hash(self.encoder_fingerprint, chunk, length=20)}.parquet"
+            stem = f"part-{stable_hash(self.encoder_fingerprint, chunk, length=20)}"
+            old = stem + SUFFIX[1]
+            name = old if self.shard_path(old).exists() else stem + SUFFIX[FORMAT]
             plans.append(ShardPlan(name, chunk, tuple(todo[i] for i in chunk)))
         return plans
 
@@ -99,89 +123,170 @@ class FeatureStore:
         dtype: str = "float16",
     ) -> dict:
         """Write one shard atomically: a row per image id, ``vector`` null and ``error`` set for failures."""
+        if shard_format(Path(name)) != FORMAT:
+            name = str(Path(name).with_suffix(SUFFIX[FORMAT]))
         n = len(image_ids)
         dim = vectors.shape[1] if vectors.size else (self.dim or 0)
-        full = np.zeros((n, dim), dtype=np.float32)
+        full = np.zeros((n, dim), dtype=dtype)
         valid = np.zeros(n, dtype=bool)
         if len(ok_index):
             full[ok_index] = vectors
             valid[ok_index] = True
-        values = vector_array(full, dtype)
-        vec = pa.FixedSizeListArray.from_arrays(values.values, dim, mask=pa.array(~valid))
         table = pa.table(
             {
                 "image_id": pa.array(list(image_ids), pa.string()),
-                "vector": vec,
+                "vector": vector_array(full, dtype, mask=~valid),
                 "error": pa.array([errors.get(i) for i in range(n)], pa.string()),
             }
-        )
-        write_parquet(self.shard_path(name), table, compression=None)
+        ).replace_schema_metadata(vector_metadata(dtype, dim, format=FORMAT))
+        write_arrow(self.shard_path(name), table, tmp_dir=self.staging)
         return {"name": name, "rows": n, "ok": int(valid.sum()), "failed": n - int(valid.sum()), "dim": dim}
 
     def shard_info(self, name: str) -> dict:
         """Describe an existing shard file (used when a rerun finds a shard a killed run already wrote)."""
-        table = pq.read_table(self.shard_path(name), columns=["image_id", "error"])
+        path = self.shard_path(name)
+        table = read_table(path, ["image_id", "error"])
         ok = table["error"].null_count
-        dim = pq.read_schema(self.shard_path(name)).field("vector").type.list_size
+        dim = shard_schema(path).field("vector").type.list_size
         return {"name": name, "rows": table.num_rows, "ok": ok, "failed": table.num_rows - ok, "dim": dim}
 
     def commit(self, new_shards: Sequence[dict], extra: dict | None = None) -> dict:
-        """Write ``_manifest.json`` last: previous shards + ``new_shards``, row counts and a content hash."""
+        """Write ``_manifest.json`` last: previous shards + ``new_shards``, row counts and a content hash;
+        then clear temporaries a killed writer left in the store or its staging folder."""
         previous = (self.manifest() or {}).get("shards", [])
-        known = {s["name"] for s in previous}
-        shards = previous + [s for s in new_shards if s["name"] not in known]
-        shards.sort(key=lambda s: s["name"])
+        known = {canonical_name(s["name"]) for s in new_shards}
+        shards = [s for s in previous if canonical_name(s["name"]) not in known] + list(
+            {s["name"]: s for s in new_shards}.values())
+        shards.sort(key=lambda s: canonical_name(s["name"]))
+        formats = {shard_format(Path(s["name"])) for s in shards} or {FORMAT}
         payload = {
             "encoder_fingerprint": self.encoder_fingerprint,
             "code_version": CODE_VERSIONS["features"],
+            "format": min(formats),
             "shards": shards,
             "rows": sum(s["rows"] for s in shards),
             "ok": sum(s["ok"] for s in shards),
             "failed": sum(s["failed"] for s in shards),
             "dim": next((s["dim"] for s in shards if s["dim"]), self.dim),
-            "content_hash": stable_hash([(s["name"], s["rows"]) for s in shards]),
+            "content_hash": stable_hash([(canonical_name(s["name"]), s["rows"]) for s in shards]),
             "produced_by": current(),
             **(extra or {}),
         }
-        write_json(self.manifest_path, payload)
+        write_json(self.manifest_path, payload, tmp_dir=self.staging)
+        self.clear_temporaries()
         return payload
 
-    def read_shards(self, names: Sequence[str], dim: int | None = None) -> tuple[list[str], np.ndarray]:
-        """Ids and vectors of the successful rows of the named shards (memory-mapped, file order)."""
-        ids: list[str] = []
-        blocks: list[np.ndarray] = []
+    def clear_temporaries(self) -> list[Path]:
+        """Remove temporaries of dead writers from the store and its staging folder (and that folder when
+        empty)."""
+        removed = clear_stale_temporaries(self.root) + clear_stale_temporaries(self.staging)
+        for folder in (self.staging, self.staging.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        return removed
+
+    def _blocks(self, names: Sequence[str]):
         for name in names:
-            table = pq.read_table(self.shard_path(name), columns=["image_id", "vector"], memory_map=True)
-            table = table.filter(pc.is_valid(table["vector"]))
-            ids.extend(table["image_id"].to_pylist())
-            blocks.append(column_to_numpy(table["vector"]))
-        vectors = np.concatenate(blocks) if blocks else np.zeros((0, dim or self.dim or 0), np.float16)
-        return ids, vectors
+            yield read_shard(self.shard_path(name))
 
-    def shard_names(self, new_shards: Sequence[dict] = ()) -> list[str]:
-        """Names of the committed shards plus ``new_shards`` (what the next commit will list)."""
-        names = {s["name"] for s in (self.manifest() or {}).get("shards", [])}
-        return sorted(names | {s["name"] for s in new_shards})
+    def read_shards(self, names: Sequence[str], dim: int | None = None) -> tuple[list[str], np.ndarray]:
+        """Ids and vectors of the successful rows of the named shards, in file order (one copy out of the
+        memory-mapped files into a new array)."""
+        shards = list(self._blocks(names))
+        ids: list[str] = []
+        rows = sum(len(s.ids) if s.valid is None else int(s.valid.sum()) for s in shards)
+        width = next((s.vectors.shape[1] for s in shards if s.vectors.size), dim or self.dim or 0)
+        dtype = next((s.vectors.dtype for s in shards if s.vectors.size), np.dtype(np.float16))
+        out = np.empty((rows, width), dtype=dtype)
+        at = 0
+        for s in shards:
+            if s.valid is None:
+                ids.extend(s.ids)
+                block = s.vectors
+            else:
+                ids.extend(i for i, ok in zip(s.ids, s.valid, strict=True) if ok)
+                block = s.vectors[s.valid]
+            out[at: at + len(block)] = block
+            at += len(block)
+        return ids, out
 
-    def load(self, image_ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
-        """Ids and vectors of every successful row (memory-mapped), optionally restricted and ordered by
-        ``image_ids``.
+    def load(self, image_ids: Sequence[str] | None = None, *, memmap_to: Path | None = None
+             ) -> tuple[list[str], np.ndarray]:
+        """Ids and vectors of every successful row, optionally restricted and ordered by ``image_ids``.
 
-        Raises KeyError naming a missing id, so a caller never trains on a silently shortened set.
+        ``memmap_to``: write the rows into an ``np.memmap`` at that path (``.npy`` layout) shard by shard
+        and return it, so a dataset larger than RAM is never materialised in memory. Raises KeyError naming
+        a missing id, so a caller never trains on a silently shortened set.
         """
         data = self.manifest()
         if not data:
             raise FileNotFoundError(
                 f"feature store {self.root} is incomplete (no valid {MANIFEST}); run extract"
             )
-        ids, vectors = self.read_shards([shard["name"] for shard in data["shards"]], data.get("dim"))
-        if image_ids is None:
-            return ids, vectors
-        pos = {i: k for k, i in enumerate(ids)}
-        missing = [i for i in image_ids if i not in pos]
-        if missing:
-            raise KeyError(f"{len(missing)} image ids have no feature in {self.root} (e.g. {missing[0]})")
-        return list(image_ids), vectors[[pos[i] for i in image_ids]]
+        names = [shard["name"] for shard in data["shards"]]
+        if image_ids is None and memmap_to is None:
+            return self.read_shards(names, data.get("dim"))
+        return _gather(self._blocks(names), image_ids, self.root, memmap_to)
+
+    def nbytes(self) -> int:
+        """Bytes the successful vectors take in memory (from the manifest; 0 when incomplete)."""
+        data = self.manifest() or {}
+        if not data.get("shards"):
+            return 0
+        info = read_shard(self.shard_path(data["shards"][0]["name"]))
+        return int(data.get("ok", 0)) * int(data.get("dim") or 0) * info.vectors.dtype.itemsize
+
+    def shard_names(self, new_shards: Sequence[dict] = ()) -> list[str]:
+        """Names of the committed shards plus ``new_shards`` (what the next commit will list)."""
+        names = {s["name"] for s in (self.manifest() or {}).get("shards", [])}
+        new = {s["name"] for s in new_shards}
+        return sorted(n for n in names | new if n in new or canonical_name(n) not in
+                      {canonical_name(m) for m in new})
+
+
+def _gather(shards: Iterable[ShardData], image_ids: Sequence[str] | None, root: Path,
+            memmap_to: Path | None) -> tuple[list[str], np.ndarray]:
+    """Copy the wanted rows shard by shard into one array (or ``np.memmap`` file), never holding more
+    than one shard's view at a time."""
+    shards = iter(shards)
+    first = next(shards, None)
+    if first is None:
+        if image_ids:
+            raise KeyError(f"{len(image_ids)} image ids have no feature in {root} (e.g. {image_ids[0]})")
+        return [], np.zeros((0, 0), np.float16)
+    if image_ids is None:
+        raise ValueError("memmap_to needs image_ids (the rows and their order)")
+    want = {i: k for k, i in reversed(list(enumerate(image_ids)))}  # first position of each id
+    shape = (len(image_ids), first.vectors.shape[1])
+    if memmap_to is not None:
+        Path(memmap_to).parent.mkdir(parents=True, exist_ok=True)
+        out = np.lib.format.open_memmap(memmap_to, mode="w+", dtype=first.vectors.dtype, shape=shape)
+    else:
+        out = np.empty(shape, dtype=first.vectors.dtype)
+    found = np.zeros(len(image_ids), dtype=bool)
+    for shard in [first, *shards]:
+        rows, dest = [], []
+        for r, i in enumerate(shard.ids):
+            k = want.get(i)
+            if k is not None and (shard.valid is None or shard.valid[r]):
+                rows.append(r)
+                dest.append(k)
+        if rows:
+            order = np.argsort(dest)
+            out[np.asarray(dest)[order]] = shard.vectors[np.asarray(rows)[order]]
+            found[dest] = True
+    firsts = np.array([want[i] for i in image_ids])
+    if not found[firsts].all():
+        missing = next(i for i, k in zip(image_ids, firsts, strict=True) if not found[k])
+        raise KeyError(f"{int((~found[firsts]).sum())} image ids have no feature in {root} (e.g. {missing})")
+    dup = firsts != np.arange(len(image_ids))
+    if dup.any():
+        out[np.flatnonzero(dup)] = out[firsts[dup]]
+    if isinstance(out, np.memmap):
+        out.flush()
+    return list(image_ids), out
 
 
 def feature_store_root(storage_root: Path, encoder_name: str, dataset: str, output: str = "pooled") -> Path:

@@ -63,7 +63,7 @@ def test_minilm_static_table_is_semantic(tmp_path: Path) -> None:
 def test_static_mean_random_llama_equals_hand_computation(random_cache: Path) -> None:
     spec = backbone_entry("tiny-random-llama")
     emb = load_label_embedder(spec, random_cache)
-    model_dir = random_cache / "tiny-random-llama"
+    model_dir = random_cache / spec.source.split(":", 1)[1]  # random:<name> builds <cache>/<name>
     assert (model_dir / "model.safetensors").is_file()
     want = _hand_static_mean(model_dir, "model.embed_tokens.weight", LABELS, True)
     np.testing.assert_allclose(emb.embed(LABELS), want, atol=1e-5)
@@ -90,7 +90,7 @@ def test_hidden_modes_match_model_forward(random_cache: Path, mode: str) -> None
     spec = backbone_entry("tiny-random-llama").model_copy(update={"mode": mode, "layer": 1})
     emb = load_label_embedder(spec, random_cache)
     got = emb.embed(LABELS)  # batched with right padding
-    model_dir = random_cache / "tiny-random-llama"
+    model_dir = random_cache / spec.source.split(":", 1)[1]  # random:<name> builds <cache>/<name>
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModel.from_pretrained(model_dir).eval()
     for i, text in enumerate(LABELS):  # one text at a time: no padding at all

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tinyemo_core.fingerprint import CODE_VERSIONS, stable_hash
 from tinyemo_core.provenance import current
@@ -249,41 +250,45 @@ class FeatureStore:
 def _gather(shards: Iterable[ShardData], image_ids: Sequence[str] | None, root: Path,
             memmap_to: Path | None) -> tuple[list[str], np.ndarray]:
     """Copy the wanted rows shard by shard into one array (or ``np.memmap`` file), never holding more
-    than one shard's view at a time."""
-    shards = iter(shards)
-    first = next(shards, None)
-    if first is None:
-        if image_ids:
-            raise KeyError(f"{len(image_ids)} image ids have no feature in {root} (e.g. {image_ids[0]})")
-        return [], np.zeros((0, 0), np.float16)
+    than one shard's view at a time; ids are matched by Arrow's hash join (``index_in``)."""
     if image_ids is None:
         raise ValueError("memmap_to needs image_ids (the rows and their order)")
-    want = {i: k for k, i in reversed(list(enumerate(image_ids)))}  # first position of each id
-    shape = (len(image_ids), first.vectors.shape[1])
+    shards = iter(shards)
+    first = next(shards, None)
+    wanted = pa.array(list(image_ids), pa.string())
+    width = first.vectors.shape[1] if first is not None else 0
+    dtype = first.vectors.dtype if first is not None else np.dtype(np.float16)
+    shape = (len(wanted), width)
     if memmap_to is not None:
         Path(memmap_to).parent.mkdir(parents=True, exist_ok=True)
-        out = np.lib.format.open_memmap(memmap_to, mode="w+", dtype=first.vectors.dtype, shape=shape)
+        out = np.lib.format.open_memmap(memmap_to, mode="w+", dtype=dtype, shape=shape)
     else:
-        out = np.empty(shape, dtype=first.vectors.dtype)
-    found = np.zeros(len(image_ids), dtype=bool)
-    for shard in [first, *shards]:
-        rows, dest = [], []
-        for r, i in enumerate(shard.ids):
-            k = want.get(i)
-            if k is not None and (shard.valid is None or shard.valid[r]):
-                rows.append(r)
-                dest.append(k)
-        if rows:
-            order = np.argsort(dest)
-            out[np.asarray(dest)[order]] = shard.vectors[np.asarray(rows)[order]]
-            found[dest] = True
-    firsts = np.array([want[i] for i in image_ids])
+        out = np.empty(shape, dtype=dtype)
+    # position of each id's first occurrence in image_ids (duplicates are copied from it at the end)
+    unique = pc.count_distinct(wanted).as_py() == len(wanted)
+    firsts = np.arange(len(wanted)) if unique else np.asarray(
+        pc.index_in(wanted, value_set=wanted).to_numpy(zero_copy_only=False), np.int64)
+    found = np.zeros(len(wanted), dtype=bool)
+    opened = [] if first is None else [first, *shards]  # memory-mapped views: nothing is read yet
+    if opened:
+        every = pa.chunked_array([c for s in opened for c in s.id_array.chunks], pa.string())
+        dest_all = pc.index_in(every, value_set=wanted).fill_null(-1).to_numpy(zero_copy_only=False)
+    at = 0
+    for shard in opened:
+        dest = dest_all[at: at + len(shard)]
+        at += len(shard)
+        hit = dest >= 0 if shard.valid is None else (dest >= 0) & shard.valid
+        rows = np.flatnonzero(hit)
+        if len(rows):
+            dest_rows = dest[rows].astype(np.int64)
+            out[dest_rows] = shard.vectors[rows]
+            found[dest_rows] = True
     if not found[firsts].all():
-        missing = next(i for i, k in zip(image_ids, firsts, strict=True) if not found[k])
-        raise KeyError(f"{int((~found[firsts]).sum())} image ids have no feature in {root} (e.g. {missing})")
-    dup = firsts != np.arange(len(image_ids))
-    if dup.any():
-        out[np.flatnonzero(dup)] = out[firsts[dup]]
+        lost = np.flatnonzero(~found[firsts])
+        raise KeyError(f"{len(lost)} image ids have no feature in {root} (e.g. {image_ids[lost[0]]})")
+    dup = np.flatnonzero(firsts != np.arange(len(firsts)))
+    if len(dup):
+        out[dup] = out[firsts[dup]]
     if isinstance(out, np.memmap):
         out.flush()
     return list(image_ids), out

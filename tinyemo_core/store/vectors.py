@@ -87,10 +87,17 @@ def _valid(column: pa.ChunkedArray) -> np.ndarray | None:
 class ShardData:
     """One shard opened for reading: ids, a (N, D) view of every row's vector, which rows are valid."""
 
-    ids: list[str]
+    id_array: pa.ChunkedArray
     vectors: np.ndarray  # read-only view into the memory-mapped file (zero rows for failures)
     valid: np.ndarray | None  # None = all rows valid
     errors: list[str | None] | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return self.id_array.to_pylist()
+
+    def __len__(self) -> int:
+        return len(self.id_array)
 
 
 def shard_format(path: Path) -> int:
@@ -118,7 +125,7 @@ def read_shard(path: Path, *, errors: bool = False) -> ShardData:
     column = table["vector"]
     vectors = column_to_numpy(column, table.schema.metadata)
     errs = table["error"].to_pylist() if errors else None
-    return ShardData(table["image_id"].to_pylist(), vectors, _valid(column), errs)
+    return ShardData(table["image_id"], vectors, _valid(column), errs)
 
 
 def shard_schema(path: Path) -> pa.Schema:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from tinyemo_core.store.atomic import write_atomic
+
 from . import prompts as P
 from .runner import ChainResult
 from .validate import check_emoreason, parse_qa_pairs
@@ -148,17 +150,10 @@ def load_external(path: str | Path, *, emoreason: bool = True) -> list[dict]:
 
 
 def write_json(records: Sequence[dict], path: str | Path) -> Path:
-    """Validate and write records atomically (temporary file, fsync, rename)."""
+    """Validate and write records atomically (``store.atomic``: temporary file, fsync, rename)."""
     RECORDS.validate_python(list(records))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(list(records), fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_atomic(Path(path), lambda tmp: tmp.write_text(
+        json.dumps(list(records), ensure_ascii=False, indent=1), encoding="utf-8"))
 
 
 def statistics(

@@ -14,13 +14,15 @@ GPU: ``use_gpu=True`` moves the index to all visible GPUs when the installed fai
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Literal
 
 import faiss
 import numpy as np
 
+from tinyemo_core.store.atomic import write_atomic
+
+ADD_CHUNK = 65_536  # rows converted to float32 and added at a time
 Metric = Literal["ip", "l2"]
 Kind = Literal["auto", "flat", "ivf", "ivfsq", "hnsw"]
 
@@ -39,8 +41,11 @@ def build_index(
     use_gpu: bool = False,
     seed: int = 0,
 ) -> tuple[faiss.Index, dict]:
-    """Build and fill an index over ``vectors`` (N, d); returns (index, record of the choice)."""
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    """Build and fill an index over ``vectors`` (N, d); returns (index, record of the choice).
+
+    ``vectors`` may be float16 or an ``np.memmap``: it is converted to float32 ``ADD_CHUNK`` rows at a time
+    (training samples only what it needs), so a store larger than RAM is never materialised here."""
+    x = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"build_index needs a non-empty (N, d) array, got shape {x.shape}")
     n, d = x.shape
@@ -73,9 +78,10 @@ def build_index(
         rng = np.random.default_rng(seed)
         n_train = min(n, 256 * record["nlist"])
         sample = x[np.sort(rng.choice(n, size=n_train, replace=False))] if n_train < n else x
-        index.train(sample)
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
         record["train_size"] = int(n_train)
-    index.add(x)
+    for start in range(0, n, ADD_CHUNK):
+        index.add(np.ascontiguousarray(x[start: start + ADD_CHUNK], dtype=np.float32))
     if "nlist" in record:
         index.nprobe = min(record["nlist"], max(8, record["nlist"] // 16))
         record["nprobe"] = int(index.nprobe)
@@ -99,17 +105,9 @@ def _to_cpu(index: faiss.Index) -> faiss.Index:
     return index
 
 
-def save_index(index: faiss.Index, path: str | Path) -> Path:
-    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        faiss.write_index(_to_cpu(index), str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def save_index(index: faiss.Index, path: str | Path, tmp_dir: Path | None = None) -> Path:
+    """Write atomically (``store.atomic``: a temporary file, in ``tmp_dir`` when given, then rename)."""
+    return write_atomic(Path(path), lambda tmp: faiss.write_index(_to_cpu(index), str(tmp)), tmp_dir)
 
 
 def load_index(path: str | Path) -> faiss.Index:

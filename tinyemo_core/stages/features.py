@@ -129,6 +129,6 @@ def commit_store(store: FeatureStore, new_shards: list[dict], *, build_faiss: bo
             vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
             index, info = build_index(vecs, metric="ip")
             index_name = f"index-{stable_hash(names, length=16)}.faiss"
-            save_index(index, store.root / index_name)
+            save_index(index, store.root / index_name, tmp_dir=store.staging)
             extra["faiss"] = {"file": index_name, "rows": len(ids), "normalised": True, **info}
     return store.commit(new_shards, extra)

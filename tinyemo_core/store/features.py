@@ -153,7 +153,8 @@ class FeatureStore:
 
     def commit(self, new_shards: Sequence[dict], extra: dict | None = None) -> dict:
         """Write ``_manifest.json`` last: previous shards + ``new_shards``, row counts and a content hash;
-        then clear temporaries a killed writer left in the store or its staging folder."""
+        then remove what it does not list: FAISS indexes of earlier commits and temporaries a killed writer
+        left in the store or its staging folder."""
         previous = (self.manifest() or {}).get("shards", [])
         known = {canonical_name(s["name"]) for s in new_shards}
         shards = [s for s in previous if canonical_name(s["name"]) not in known] + list(
@@ -174,6 +175,10 @@ class FeatureStore:
             **(extra or {}),
         }
         write_json(self.manifest_path, payload, tmp_dir=self.staging)
+        keep = (payload.get("faiss") or {}).get("file")
+        for stale in self.root.glob("index-*.faiss"):  # indexes of earlier commits: no manifest lists them
+            if stale.name != keep:
+                stale.unlink(missing_ok=True)
         self.clear_temporaries()
         return payload
 

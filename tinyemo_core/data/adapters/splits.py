@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zlib
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from tinyemo_core.store.atomic import write_atomic
 
 from .base import SampleRecord
 
@@ -39,16 +40,10 @@ def read_split_file(path: Path) -> dict[str, str]:
 
 
 def write_split_file(path: Path, assignments: dict[str, str], meta: dict[str, object]) -> None:
-    """Write assignments atomically (temporary file + os.replace); keys sorted so the file is stable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write assignments atomically (``store.atomic.write_atomic``); keys sorted so the file is stable."""
     payload = {"format": SPLIT_FILE_FORMAT, **meta, "assignments": dict(sorted(assignments.items()))}
     data = (json.dumps(payload, indent=1, ensure_ascii=False) + "\n").encode("utf-8")  # before any file
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _utf8(text: str) -> bool:

@@ -135,11 +135,14 @@ def generate_qa_profile(
     """Synthetic instruction data for the profile's datasets (``generation:`` in flows.yaml), one subflow per
     dataset so image paths stay relative to that dataset's root."""
     from pipelines.flows.steps import config_from, ensure_manifests
+    from tinyemo_core.generate.tiny_model import resolve_local_model
 
     cfg = config_from(config, profile, overrides)
     if cfg.spec.generation is None:
         raise ValueError(f"profiles.{profile}.generation is not set; add a generation section to flows.yaml")
     gspec = cfg.spec.generation
+    if gspec.backend == "transformers":  # `model: tiny` = the bundled tiny random VLM (offline demo)
+        gspec = gspec.model_copy(update={"model": resolve_local_model(gspec.model, cfg.storage_root)})
     manifests = ensure_manifests(cfg)
     names = gspec.datasets or list(manifests)
     unknown = sorted(set(names) - set(manifests))
@@ -155,5 +158,6 @@ def generate_qa_profile(
             out_dir=str(cfg.storage_root / "instructions" / name),
             image_root=str(cfg.datasets[name].root),
             store_root=str(cfg.storage_root / "generations"),
+            conditional=gspec.conditional,
         )
     return {"datasets": {n: r["export"]["files"] for n, r in out.items()}}

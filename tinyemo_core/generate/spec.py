@@ -56,6 +56,10 @@ class GenerationSpec(BaseModel):
     max_tokens: int = Field(256, ge=1, le=32768)
     seed: int = Field(0, ge=0)
     mode: Literal["tinyemo", "emovit"] = "tinyemo"
+    conditional: bool = Field(
+        False, description="EmoReason export: add 'Important: note that the correct label is <label>.' "
+        "(TinyEmo Appendix A-B, conditional reasoning)"
+    )
     datasets: list[str] = Field(default_factory=list, description="dataset names to use; empty = all")
     splits: list[str] = Field(default_factory=lambda: ["train"], min_length=1)
     max_images: int | None = Field(None, ge=1, description="cap per run (smoke tests)")

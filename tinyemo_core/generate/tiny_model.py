@@ -89,3 +89,20 @@ def build_tiny_vlm(
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+TINY_MODEL = "tiny"  # ``generation: {backend: transformers, model: tiny}`` = this bundled random VLM
+
+
+def resolve_local_model(model: str, storage_root: str | Path) -> str:
+    """``tiny`` -> the bundled tiny random VLM under ``<storage_root>/models/tiny-vlm`` (built once, seeded,
+    so every host builds the same weights); any other value is returned as given (a model folder)."""
+    if model != TINY_MODEL:
+        return model
+    out = Path(storage_root) / "models" / "tiny-vlm"
+    if not (out / "config.json").exists():
+        from tinyemo_core.store.atomic import staged_dir
+
+        with staged_dir(out) as tmp:
+            build_tiny_vlm(tmp)
+    return str(out)

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from tinyemo_core.config import load_config
 from tinyemo_core.stages import features, ingest
+from tinyemo_core.store.vectors import read_shard
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +46,8 @@ def _rows(storage: Path) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for manifest in storage.glob("features/*/*/_manifest.json"):
         for shard in yaml.safe_load(manifest.read_text())["shards"]:
-            table = pq.read_table(manifest.parent / shard["name"])
-            for image_id, vec in zip(table["image_id"].to_pylist(), table["vector"].to_pylist(), strict=True):
+            data = read_shard(manifest.parent / shard["name"])
+            for image_id, vec in zip(data.ids, data.vectors, strict=True):
                 assert image_id not in out, f"duplicate row for {image_id}"
                 out[image_id] = np.asarray(vec, np.float16).tobytes()
     return out
@@ -75,14 +75,15 @@ def test_kill_during_extraction_then_rerun_equals_uninterrupted(tmp_path: Path, 
     feat_dir = cfg.storage_root / "features"
     deadline = time.time() + 240
     try:
-        while time.time() < deadline and len(list(feat_dir.glob("*/*/part-*.parquet"))) < 3:
+        while time.time() < deadline and len(list(feat_dir.glob("*/*/part-*.arrow"))) < 3:
             assert proc.poll() is None, "extraction finished before it could be killed"
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)  # the flow, its task threads and its temporary Prefect server
     finally:
         proc.wait(timeout=30)
-    written = list(feat_dir.glob("*/*/part-*.parquet"))
+    written = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in feat_dir.glob("*/*/part-*.arrow")}
     assert len(written) >= 3
+    assert not list(feat_dir.glob("*/*/*.tmp")), "a temporary was left inside a store folder"
     assert not all((d / "_manifest.json").exists() for d in feat_dir.glob("*/*")), (
         "killed after the last commit"
     )
@@ -90,9 +91,12 @@ def test_kill_during_extraction_then_rerun_equals_uninterrupted(tmp_path: Path, 
     rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert _rows(cfg.storage_root) == reference
-    # shards written before the kill were adopted, not recomputed
-    for path in written:
-        assert path.exists()
+    # shards written before the kill were adopted, not recomputed: same inode, same mtime
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in written} == written
+    for manifest in feat_dir.glob("*/*/_manifest.json"):  # each store holds exactly what its manifest lists
+        listed = yaml.safe_load(manifest.read_text())
+        names = {s["name"] for s in listed["shards"]} | {manifest.name, listed["faiss"]["file"]}
+        assert {p.name for p in manifest.parent.iterdir()} == names
 
 
 def test_adding_images_extracts_only_the_new_ones(tmp_path: Path, small_config) -> None:

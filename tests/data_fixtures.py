@@ -186,6 +186,77 @@ def make_emotic(root: Path) -> None:
     (root / "annotations" / "test.json").write_text(json.dumps(test))
 
 
+# EMOTIC in its published formats: the same people (two images with several persons, one test image).
+EMOTIC_PEOPLE = {
+    "train": [
+        ("mscoco/images", "COCO_a.jpg", [([2, 3, 20, 18], ["Engagement", "Happiness"], (7, 6, 8), "Female"),
+                                         ([24, 4, 38, 22], ["Doubt/Confusion"], (4, 5, 5), "Male")]),
+        ("ade20k/images", "sun_b.jpg", [([1, 1, 12, 12], ["Peace"], (6, 2, 6), "Male"),
+                                        ([14, 2, 30, 20], ["Fatigue", "Sadness"], (3, 3, 4), "Female"),
+                                        ([30, 10, 39, 29], ["Pain"], (2, 7, 3), "Male")]),
+    ],
+    "test": [("framesdb/images", "frame_c.jpg",
+              [([5, 5, 25, 25], ["Fear", "Surprise"], (2.4, 8.6, 3.5), "Male")])],
+}
+
+
+def _emotic_images(root: Path) -> None:
+    for i, (folder, name, _) in enumerate(p for ps in EMOTIC_PEOPLE.values() for p in ps):
+        write_image(root / "emotic" / folder / name, size=(40, 30), seed=950 + i)
+
+
+def make_emotic_mat(root: Path) -> Path:
+    """The official release: ``Annotations/Annotations.mat`` (struct arrays) + ``emotic/<folder>/<file>``."""
+    from scipy.io import savemat
+
+    def person(box, cats, vad, gender, split):
+        cont = {"valence": float(vad[0]), "arousal": float(vad[1]), "dominance": float(vad[2])}
+        catstruct = {"worker_id": "W1", "categories": np.array(cats, dtype=object)}
+        base = {"body_bbox": np.array(box, dtype=float), "gender": gender, "age": "Adult"}
+        if split == "train":
+            return {**base, "annotations_categories": catstruct, "annotations_continuous": cont}
+        return {**base, "annotations_categories": np.array([catstruct, catstruct], dtype=object),
+                "combined_categories": np.array(cats, dtype=object),
+                "annotations_continuous": np.array([cont, cont], dtype=object), "combined_continuous": cont}
+
+    out = {}
+    for split, images in EMOTIC_PEOPLE.items():
+        keys = [k for k in person([0, 0, 1, 1], ["Peace"], (1, 1, 1), "Male", split)]
+        pdtype = [(k, object) for k in keys]
+        entries = np.zeros((1, len(images)), dtype=[("filename", object), ("folder", object),
+                                                    ("image_size", object), ("person", object)])
+        for i, (folder, name, people) in enumerate(images):
+            parr = np.zeros((1, len(people)), dtype=pdtype)
+            for j, p in enumerate(people):
+                d = person(*p, split)
+                parr[0, j] = tuple(d[k] for k in keys)
+            entries[0, i] = (name, folder, {"n_col": 40, "n_row": 30}, parr)
+        out[split] = entries
+    (root / "Annotations").mkdir(parents=True)
+    savemat(root / "Annotations" / "Annotations.mat", out)
+    _emotic_images(root)
+    return root
+
+
+def make_emotic_csv(root: Path) -> Path:
+    """The ``mat2py`` CSV conversion: one row per person, Python-list columns (images under emotic/)."""
+    import csv
+
+    (root / "annotations").mkdir(parents=True)
+    for split, images in EMOTIC_PEOPLE.items():
+        with (root / "annotations" / f"{split}.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["Index", "Folder", "Filename", "Image Size", "BBox", "Categorical_Labels",
+                        "Continuous_Labels", "Gender", "Age"])
+            n = 0
+            for folder, name, people in images:
+                for box, cats, vad, gender in people:
+                    w.writerow([n, folder, name, [40, 30], box, cats, list(vad), gender, "Adult"])
+                    n += 1
+    _emotic_images(root)
+    return root
+
+
 def write_flat_manifest(root: Path, labels: list[str], name: str = "manifest.parquet",
                         size: tuple[int, int] = (32, 32)) -> Path:
     """Small PNGs (one per label) and an ingest-layout manifest over them (dataset "demo", split train)."""

@@ -1,0 +1,201 @@
+"""Stages of LLaVA on EMOTIC (docs/datasets.md "EMOTIC", docs/recipes.md): per-person table + red-box images,
+then the two LLaVA exports.
+
+- :func:`render_persons`: an EMOTIC manifest -> ``storage/emotic/<dataset>/persons-<fp16>/persons.parquet``
+  (one row per person with a box and at least one category) and each person's red-box image in the
+  content-addressed ``storage/emotic_boxes/`` (:mod:`tinyemo_core.data.emotic_boxes`). ``summary.json``
+  (written last) marks it complete.
+- :func:`export_persons`: that table ->
+  ``storage/emotic/<dataset>/export-<variant>-<fp16>/{train,val,test}.json`` in LLaVA format, images
+  relative to ``storage/emotic_boxes/``; ``summary.json`` last.
+- :func:`person_eval_items`: the scored items of a split, one per person, for the generated-answer judge.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tinyemo_core.data.emotic_boxes import RENDER_VERSION, BoxStyle, boxes_root, render_person
+from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.generate import emotic_export as X
+from tinyemo_core.store.atomic import read_json, write_json, write_parquet
+from tinyemo_core.store.manifests import read_manifest, read_summary
+from tinyemo_core.store.plan import StorePlan
+
+VERSION = "1"  # bump when the person table or the export records would change for the same inputs
+SUMMARY = "summary.json"
+Progress = Callable[[dict], None]
+
+PERSONS_SCHEMA = pa.schema([
+    pa.field("person_id", pa.string(), nullable=False),  # <image_id>-p<index>
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("person_index", pa.int32(), nullable=False),  # position in the image's annotation
+    pa.field("path", pa.string(), nullable=False),  # source image, relative to the dataset root
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("bbox", pa.list_(pa.float64(), 4), nullable=False),  # x1, y1, x2, y2 (pixels)
+    pa.field("labels", pa.list_(pa.string()), nullable=False),  # the person's categories, official order
+    pa.field("valence", pa.float64()), pa.field("arousal", pa.float64()), pa.field("dominance", pa.float64()),
+    pa.field("gender", pa.string()), pa.field("age", pa.string()),
+    pa.field("rendered", pa.string(), nullable=False),  # red-box PNG, relative to storage/emotic_boxes/
+])  # fmt: skip
+
+
+def _complete(folder: Path) -> bool:
+    return read_json(folder / SUMMARY) is not None
+
+
+# --- persons + red boxes ----------------------------------------------------------------------------------
+def persons_fingerprint(manifest: Path, style: BoxStyle = BoxStyle()) -> str:
+    """Manifest identity (its fingerprint covers the annotation files) + rows + box style + code versions."""
+    content = read_summary(Path(manifest))["content_hash"]
+    return stable_hash("emotic_persons", VERSION, RENDER_VERSION, Path(manifest).stem, content, asdict(style))
+
+
+def persons_plan(dataset: str, manifest: Path, storage_root: Path, style: BoxStyle = BoxStyle()) -> StorePlan:
+    fp = persons_fingerprint(manifest, style)
+    out = Path(storage_root) / "emotic" / dataset / f"persons-{fp[:16]}"
+    return StorePlan(fp, out, _complete(out))
+
+
+def person_rows(manifest: Path) -> tuple[list[dict[str, Any]], Counter]:
+    """Every usable person of a manifest's decoded images (no render) and the counts of those left out."""
+    order = {c: i for i, c in enumerate(X.CATEGORIES)}
+    rows, skipped = [], Counter()
+    for r in read_manifest(Path(manifest), ok_only=True).to_pylist():
+        if r["taxonomy"] != "emotic26":
+            raise ValueError(f"manifest {manifest} is {r['taxonomy']!r}, not an EMOTIC (emotic26) manifest")
+        people = json.loads(r["attributes"] or "{}").get("people")
+        if people is None:
+            raise ValueError(f"manifest {manifest}: image {r['path']} has no attributes.people (not EMOTIC?)")
+        for pos, p in enumerate(people):
+            index = int(p.get("index", pos))
+            if "bbox" not in p:
+                skipped["no valid bbox"] += 1
+                continue
+            if not p.get("categories"):
+                skipped["no categories"] += 1
+                continue
+            rows.append({
+                "person_id": f"{r['image_id']}-p{index}", "image_id": r["image_id"], "person_index": index,
+                "path": r["path"], "split": r["split"], "bbox": [float(v) for v in p["bbox"]],
+                "labels": sorted(p["categories"], key=lambda c: order.get(c, len(order))),
+                **{k: p.get(k) for k in ("valence", "arousal", "dominance")},
+                "gender": p.get("gender"), "age": p.get("age"),
+            })  # fmt: skip
+    return rows, skipped
+
+
+def render_persons(
+    dataset: str,
+    manifest: Path,
+    dataset_root: Path,
+    storage_root: Path,
+    *,
+    style: BoxStyle = BoxStyle(),
+    workers: int = 4,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Per-person table + red-box images (each drawn once, cached); returns ``summary.json``'s content."""
+    plan = persons_plan(dataset, manifest, storage_root, style)
+    if plan.complete:
+        return {**read_json(plan.path / SUMMARY), "computed": False}
+    rows, skipped = person_rows(manifest)
+    drawn = 0
+
+    def one(row: dict) -> tuple[str, bool]:
+        src = Path(dataset_root) / row["path"]
+        return render_person(src, row["image_id"], row["bbox"], storage_root, style)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # decode/encode release the GIL
+        for n, (row, (rel, computed)) in enumerate(zip(rows, pool.map(one, rows), strict=True), start=1):
+            row["rendered"] = rel
+            drawn += computed
+            if on_progress is not None and (n % 64 == 0 or n == len(rows)):
+                on_progress({"done": n, "total": len(rows), "rendered": drawn})
+    write_parquet(plan.path / "persons.parquet", pa.Table.from_pylist(rows, schema=PERSONS_SCHEMA))
+    summary = {
+        "dataset": dataset, "fingerprint": plan.fingerprint, "manifest": str(manifest), "dir": str(plan.path),
+        "persons": str(plan.path / "persons.parquet"), "boxes_root": str(boxes_root(storage_root)),
+        "style": asdict(style), "rows": len(rows),
+        "by_split": dict(sorted(Counter(r["split"] for r in rows).items())),
+        "images": len({r["image_id"] for r in rows}), "rendered_now": drawn,
+        "skipped": dict(sorted(skipped.items())),
+    }  # fmt: skip
+    write_json(plan.path / SUMMARY, summary)
+    return {**summary, "computed": True}
+
+
+def _require(persons_dir: Path) -> dict:
+    summary = read_json(Path(persons_dir) / SUMMARY)
+    if summary is None:
+        raise FileNotFoundError(f"{persons_dir} is not a complete EMOTIC person table; run render_persons")
+    return summary
+
+
+def read_persons(persons_dir: Path) -> pa.Table:
+    _require(persons_dir)
+    return pq.read_table(Path(persons_dir) / "persons.parquet")
+
+
+def _vad(row: dict) -> tuple[float, float, float] | None:
+    vals = [row.get(k) for k in X.DIMENSIONS]
+    return None if any(v is None for v in vals) else tuple(float(v) for v in vals)  # type: ignore[return-value]
+
+
+# --- LLaVA exports ----------------------------------------------------------------------------------------
+def export_plan(dataset: str, persons_dir: Path, storage_root: Path, variant: X.Variant) -> StorePlan:
+    persons_fp = _require(persons_dir)["fingerprint"]
+    fp = stable_hash("emotic_export", VERSION, persons_fp, variant, X.prompt(variant), X.VAD_WORDS)
+    out = Path(storage_root) / "emotic" / dataset / f"export-{variant}-{fp[:16]}"
+    return StorePlan(fp, out, _complete(out))
+
+
+def export_persons(dataset: str, persons_dir: Path, storage_root: Path, variant: X.Variant) -> dict[str, Any]:
+    """``{train,val,test}.json`` of one variant (``emotions_vad`` or ``emotions``); ``summary.json`` last."""
+    from tinyemo_core.generate.export import write_json as write_records
+
+    plan = export_plan(dataset, persons_dir, storage_root, variant)
+    if plan.complete:
+        return {**read_json(plan.path / SUMMARY), "computed": False}
+    by_split: dict[str, list[dict]] = {}
+    no_vad = Counter()
+    for row in read_persons(persons_dir).to_pylist():
+        vad = _vad(row)
+        no_vad[row["split"]] += vad is None and variant == "emotions_vad"
+        rec = X.person_record(row["person_id"], row["rendered"], row["labels"], vad, variant)
+        by_split.setdefault(row["split"], []).append(rec)
+    files = {s: str(write_records(recs, plan.path / f"{s}.json")) for s, recs in sorted(by_split.items())}
+    summary = {
+        "dataset": dataset, "variant": variant, "fingerprint": plan.fingerprint, "files": files,
+        "image_root": str(boxes_root(storage_root)),
+        "records": {s: len(r) for s, r in sorted(by_split.items())},
+        "without_vad": {s: n for s, n in sorted(no_vad.items()) if n}, "prompt": X.prompt(variant),
+    }  # fmt: skip
+    write_json(plan.path / SUMMARY, summary)
+    return {**summary, "computed": True}
+
+
+def person_eval_items(dataset: str, persons_dir: Path, storage_root: Path, split: str = "test"):
+    """``(items, categories)`` for :mod:`tinyemo_core.judge`: one EvalItem per person of ``split`` (sample
+    id = person id, image = its red-box PNG, labels = its categories, V/A/D when annotated), 26 categories."""
+    from tinyemo_core.judge.plan import EvalItem
+
+    root = boxes_root(storage_root)
+    rows = [r for r in read_persons(persons_dir).to_pylist() if r["split"] == split]
+    if not rows:
+        raise ValueError(f"EMOTIC person table {persons_dir} has no {split!r} persons")
+    items = [
+        EvalItem(dataset, r["person_id"], str(root / r["rendered"]), r["labels"][0], tuple(r["labels"]),
+                 _vad(r))
+        for r in sorted(rows, key=lambda r: r["person_id"])
+    ]
+    return items, list(X.CATEGORIES)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import data_fixtures as fx
 import numpy as np
 import pytest
 from PIL import Image
 
-import data_fixtures as fx
 from tinyemo_core.data.adapters import DatasetLayoutError
 from tinyemo_core.data.adapters.emotic import read_emotic
 from tinyemo_core.data.emotic_boxes import BoxStyle, boxes_root, draw_box, pixel_box, render_person
@@ -96,7 +96,8 @@ def test_rendering_is_cached_content_addressed_and_lossless(tmp_path: Path) -> N
 
 def test_vad_bins_and_words() -> None:
     assert len(X.VAD_WORDS) == 10 and X.VAD_WORDS[0] == "very low" and X.VAD_WORDS[-1] == "very high"
-    assert [X.vad_bin(v) for v in (1, 1.49, 1.5, 5.49, 5.5, 9.5, 10, 0.2, 12)] == [1, 1, 2, 5, 6, 10, 10, 1, 10]
+    values = (1, 1.49, 1.5, 5.49, 5.5, 9.5, 10, 0.2, 12)
+    assert [X.vad_bin(v) for v in values] == [1, 1, 2, 5, 6, 10, 10, 1, 10]
     for b in range(1, 11):  # every bin survives answer -> parse
         text = X.answer(["fear"], (b, 11 - b, b), "emotions_vad")
         assert X.parse_answer(text) == (["fear"], (b, 11 - b, b))

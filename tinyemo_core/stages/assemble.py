@@ -35,18 +35,31 @@ class DatasetSplit:
         return bool(self.label_lists) and any(len(x) > 1 for x in self.label_lists)
 
 
-def load_split(name: str, manifest: Path, store: FeatureStore, split: str | tuple[str, ...]) -> DatasetSplit:
+def load_split(name: str, manifest: Path, store: FeatureStore, split: str | tuple[str, ...],
+               memmap_dir: Path | None = None) -> DatasetSplit:
     """Rows of ``split`` that decoded and have features; candidates = the dataset's own label set (all
-    splits)."""
+    splits). ``memmap_dir``: the features become an ``np.memmap`` file there (datasets over the memory
+    cap, docs/stores.md), never materialised in RAM."""
     table = read_manifest(manifest, ok_only=True)
     lists = table["labels"].to_pylist() if "labels" in table.column_names else None
     candidates = sorted(set(table["label"].to_pylist()).union(*(lists or [])))
     splits = (split,) if isinstance(split, str) else split
     table = table.filter(pc.is_in(table["split"], pc.cast(list(splits), "string")))
     ids = table["image_id"].to_pylist()
-    _, feats = store.load(ids)
+    out = None if memmap_dir is None else Path(memmap_dir) / f"{name}-{'+'.join(splits)}.npy"
+    _, feats = store.load(ids, memmap_to=out)
     lists = table["labels"].to_pylist() if lists is not None else None
     return DatasetSplit(name, ids, feats, table["label"].to_pylist(), candidates, lists)
+
+
+def features_scratch(out_dir: Path, stores: list[FeatureStore], memory_cap_mb: int | None
+                     ) -> Path | None:
+    """``<out_dir>/.features`` when the stores' vectors exceed ``memory_cap_mb`` (else None: load in RAM)."""
+    if memory_cap_mb is None or sum(s.nbytes() for s in stores) <= memory_cap_mb * 2**20:
+        return None
+    folder = Path(out_dir) / ".features"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 EVERY_SPLIT = ("train", "val", "test")
@@ -70,9 +83,29 @@ def label_ids(table: LabelTable, words: list[str], template: str) -> np.ndarray:
     return np.array([index[(w, template)] for w in words], dtype=np.int64)
 
 
-def joint_arrays(parts: list[DatasetSplit], specs: dict[str, DatasetSpec], table: LabelTable):
-    """Concatenate datasets into (features, label_ids, group_ids, group_candidates) in the shared id space."""
-    feats = np.concatenate([p.features for p in parts]) if parts else np.zeros((0, 0))
+def _concat_rows(blocks: list[np.ndarray], memmap_to: Path | None, chunk: int = 65_536) -> np.ndarray:
+    """``np.concatenate``, or the same rows streamed into an ``np.memmap`` file ``chunk`` rows at a time."""
+    if memmap_to is None or not blocks:
+        return np.concatenate(blocks) if blocks else np.zeros((0, 0))
+    if len(blocks) == 1 and isinstance(blocks[0], np.memmap):
+        return blocks[0]
+    shape = (sum(len(b) for b in blocks), blocks[0].shape[1])
+    out = np.lib.format.open_memmap(memmap_to, mode="w+", dtype=blocks[0].dtype, shape=shape)
+    at = 0
+    for block in blocks:
+        for start in range(0, len(block), chunk):
+            rows = block[start: start + chunk]
+            out[at: at + len(rows)] = rows
+            at += len(rows)
+    out.flush()
+    return out
+
+
+def joint_arrays(parts: list[DatasetSplit], specs: dict[str, DatasetSpec], table: LabelTable,
+                 memmap_to: Path | None = None):
+    """Concatenate datasets into (features, label_ids, group_ids, group_candidates) in the shared id space
+    (``memmap_to``: the features as an ``np.memmap`` file there)."""
+    feats = _concat_rows([p.features for p in parts], memmap_to)
     ids = np.concatenate([label_ids(table, p.labels, specs[p.name].template) for p in parts])
     groups = np.concatenate([np.full(len(p.labels), g, dtype=np.int64) for g, p in enumerate(parts)])
     candidates = [label_ids(table, p.candidates, specs[p.name].template) for p in parts]

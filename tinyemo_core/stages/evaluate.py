@@ -7,6 +7,7 @@ Exact label match, every sample scored (the reference's substring match and drop
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.provenance import current
-from tinyemo_core.stages.assemble import DatasetSplit, eval_splits, label_ids, load_split
+from tinyemo_core.stages.assemble import DatasetSplit, eval_splits, features_scratch, label_ids, load_split
 from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.evaluations import plan_evaluation, read_report, staged_evaluation
 from tinyemo_core.store.features import FeatureStore
@@ -62,6 +63,7 @@ def evaluate(
     *,
     tsne: bool = True,
     title: str = "TinyEmo evaluation",
+    memory_cap_mb: int | None = None,
 ) -> dict[str, Any]:
     """Score every dataset (held-in: test split; zero-shot: :func:`eval_splits`) and write report.md /
     report.json / plots into ``out_dir``; each dataset's summary names the splits it was scored on."""
@@ -75,8 +77,13 @@ def evaluate(
     model = load_projector(run_dir, which=which)
     scores, projected_by_ds, multi = {}, {}, {}
     for name, spec in datasets.items():
-        split = load_split(name, Path(manifests[name]), stores[name], eval_splits(spec, roles[name]))
+        # over the memory cap: features come from an np.memmap file (projected in batches), then deleted
+        hidden = out_dir.with_name(f".{out_dir.name}.features")
+        scratch = features_scratch(hidden, [stores[name]], memory_cap_mb)
+        split = load_split(name, Path(manifests[name]), stores[name], eval_splits(spec, roles[name]), scratch)
         projected = project(model, split.features)
+        if scratch is not None:
+            shutil.rmtree(scratch.parent, ignore_errors=True)
         cand_vectors = table.vectors[label_ids(table, split.candidates, spec.template)]
         scores[name] = score_dataset(
             projected, split.labels, split.candidates, cand_vectors, sample_ids=split.image_ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.projector.spec import TrainingSpec
 from tinyemo_core.provenance import current
-from tinyemo_core.stages.assemble import joint_arrays, load_split, synonym_map, synonym_rows
+from tinyemo_core.stages.assemble import features_scratch, joint_arrays, load_split, synonym_map, synonym_rows
 from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table
@@ -56,33 +57,43 @@ def train(
     *,
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    memory_cap_mb: int | None = None,
 ) -> dict[str, Any]:
-    """Train on the train splits, choose the best epoch on the val splits (never the test split)."""
+    """Train on the train splits, choose the best epoch on the val splits (never the test split).
+
+    ``memory_cap_mb``: when the held-in feature stores are larger, training reads its features from
+    ``np.memmap`` files (``<run>/.features/``, removed afterwards) instead of RAM; the result is the same.
+    """
     from tinyemo_core.projector.train import TrainData, train_projector
 
     if run_complete(out_dir):
         return {"run_dir": str(out_dir), "computed": False, **_summary(read_metrics(out_dir))}
     table = read_label_table(Path(label_table))
     names = list(held_in)
-    train_parts = [load_split(n, Path(manifests[n]), stores[n], "train") for n in names]
-    val_parts = [load_split(n, Path(manifests[n]), stores[n], "val") for n in names]
-    feats, ids, groups, cands = joint_arrays(train_parts, held_in, table)
-    train_data = TrainData(feats, ids, groups, cands, group_names=names,
-                           synonym_rows=synonym_rows(train_parts, held_in))
-    val_data = None
-    if sum(len(p.labels) for p in val_parts):
-        vf, vi, vg, vc = joint_arrays(val_parts, held_in, table)
-        val_data = TrainData(vf, vi, vg, vc, group_names=names)
-    train_projector(
-        train_data,
-        val_data,
-        table.vectors,
-        spec,
-        out_dir,
-        synonyms=synonym_map(table, held_in) or None,
-        progress=progress,
-        on_epoch=on_epoch,
-    )
+    scratch = features_scratch(out_dir, [stores[n] for n in names], memory_cap_mb)
+    try:
+        train_parts = [load_split(n, Path(manifests[n]), stores[n], "train", scratch) for n in names]
+        val_parts = [load_split(n, Path(manifests[n]), stores[n], "val", scratch) for n in names]
+        feats, ids, groups, cands = joint_arrays(train_parts, held_in, table, _joint(scratch, "train"))
+        train_data = TrainData(feats, ids, groups, cands, group_names=names,
+                               synonym_rows=synonym_rows(train_parts, held_in))
+        val_data = None
+        if sum(len(p.labels) for p in val_parts):
+            vf, vi, vg, vc = joint_arrays(val_parts, held_in, table, _joint(scratch, "val"))
+            val_data = TrainData(vf, vi, vg, vc, group_names=names)
+        train_projector(
+            train_data,
+            val_data,
+            table.vectors,
+            spec,
+            out_dir,
+            synonyms=synonym_map(table, held_in) or None,
+            progress=progress,
+            on_epoch=on_epoch,
+        )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     from tinyemo_core.evaluate.plots import plot_training_curves
 
     history = (read_metrics(out_dir) or {}).get("epochs") or []
@@ -93,8 +104,13 @@ def train(
         "run_dir": str(out_dir),
         "computed": True,
         "train_rows": len(ids),
+        "features_memmap": scratch is not None,
         **_summary(read_metrics(out_dir)),
     }
+
+
+def _joint(scratch: Path | None, split: str) -> Path | None:
+    return None if scratch is None else scratch / f"joint-{split}.npy"
 
 
 def _summary(metrics: dict | None) -> dict[str, Any]:

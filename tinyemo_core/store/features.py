@@ -38,6 +38,7 @@ from tinyemo_core.store.vectors import (
 MANIFEST = "_manifest.json"
 FORMAT = 2
 SUFFIX = {1: ".parquet", 2: ".arrow"}
+GATHER_BYTES = 8 * 2**20  # load(image_ids) copies at most this many bytes of rows at a time
 
 
 def canonical_name(name: str) -> str:
@@ -284,10 +285,11 @@ def _gather(shards: Iterable[ShardData], image_ids: Sequence[str] | None, root: 
         at += len(shard)
         hit = dest >= 0 if shard.valid is None else (dest >= 0) & shard.valid
         rows = np.flatnonzero(hit)
-        if len(rows):
-            dest_rows = dest[rows].astype(np.int64)
-            out[dest_rows] = shard.vectors[rows]
-            found[dest_rows] = True
+        dest_rows = dest[rows].astype(np.int64)
+        step = max(1, GATHER_BYTES // max(1, shard.vectors[:1].nbytes))
+        for start in range(0, len(rows), step):  # bounded temporaries, whatever the shard size
+            out[dest_rows[start: start + step]] = shard.vectors[rows[start: start + step]]
+        found[dest_rows] = True
     if not found[firsts].all():
         lost = np.flatnonzero(~found[firsts])
         raise KeyError(f"{len(lost)} image ids have no feature in {root} (e.g. {image_ids[lost[0]]})")

@@ -85,6 +85,9 @@ class ProfileSpec(Strict):
     extraction: ExtractionSpec = ExtractionSpec()
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
+    # feature stores larger than this train/evaluate from np.memmap files instead of RAM (None: always RAM);
+    # not part of any fingerprint: the result is the same either way (docs/stores.md)
+    memory_cap_mb: int | None = Field(None, gt=0)
     generation: GenerationSpec | None = None
     evaluate_generated: EvaluateGeneratedSpec | None = None  # evaluate-generated (docs/judging.md)
     interpret: InterpretSpec | None = None  # neuron atlas / ablation / bias report (docs/interpretability.md)

@@ -128,10 +128,11 @@ def test_person_table_one_row_per_person_with_shared_image_ids(tmp_path: Path) -
 def test_both_export_variants(tmp_path: Path) -> None:
     _, store, summary = _persons(tmp_path)
     persons_dir = Path(summary["dir"])
-    out = {v: S.export_persons("emotic", persons_dir, store, v) for v in X.VARIANTS}
-    assert out["emotions_vad"]["records"] == out["emotions"]["records"] == {"test": 1, "train": 5}
-    vad = {r["id"]: r for r in json.loads(Path(out["emotions_vad"]["files"]["train"]).read_text())}
-    emo = {r["id"]: r for r in json.loads(Path(out["emotions"]["files"]["train"]).read_text())}
+    out = S.export_persons("emotic", persons_dir, store)
+    assert out["records"] == {"emotions_test": 1, "emotions_train": 5, "emotions_vad_test": 1,
+                              "emotions_vad_train": 5}
+    vad = {r["id"]: r for r in json.loads(Path(out["files"]["emotions_vad_train"]).read_text())}
+    emo = {r["id"]: r for r in json.loads(Path(out["dir"], "emotions_train.json").read_text())}
     assert vad.keys() == emo.keys()
     rec = next(r for r in vad.values() if r["id"].endswith("-p1"))
     human, gpt = rec["conversations"][0]["value"], rec["conversations"][1]["value"]
@@ -144,8 +145,24 @@ def test_both_export_variants(tmp_path: Path) -> None:
     sad = next(r for r in vad.values() if "sadness" in r["conversations"][1]["value"])
     assert sad["conversations"][1]["value"] == "Emotions: fatigue, sadness. Valence: fairly low. Arousal: " \
         "fairly low. Dominance: somewhat low."
-    assert not S.export_persons("emotic", persons_dir, store, "emotions")["computed"]
+    assert not S.export_persons("emotic", persons_dir, store)["computed"]
     items, cats26 = S.person_eval_items("emotic", persons_dir, store, "test")
     assert cats26 == list(X.CATEGORIES) and len(cats26) == 26
     assert [(it.labels, it.vad) for it in items] == [(("fear", "surprise"), (2.4, 8.6, 3.5))]
     assert Path(items[0].image_path).is_file()
+
+
+def test_people_without_vad_or_categories(tmp_path: Path) -> None:
+    fx.make_emotic(tmp_path / "emotic")  # JSON form: one person without categories, one with V/A/D 11
+    data = json.loads((tmp_path / "emotic" / "annotations" / "train.json").read_text())
+    data[0]["people"].append({"bbox": [0, 0, 4, 4], "categories": []})
+    (tmp_path / "emotic" / "annotations" / "train.json").write_text(json.dumps(data))
+    res = build_manifest("emotic", "emotic", tmp_path / "emotic", progress=False)
+    manifest = tmp_path / "storage" / "manifests" / "emotic" / "fp1.parquet"
+    write_manifest(manifest, res.table, {})
+    summary = S.render_persons("emotic", manifest, tmp_path / "emotic", tmp_path / "storage")
+    assert summary["rows"] == 3 and summary["skipped"] == {"no categories": 1}
+    out = S.export_persons("emotic", Path(summary["dir"]), tmp_path / "storage")
+    assert out["without_vad"] == {"test": 1}
+    (rec,) = json.loads(Path(out["files"]["emotions_vad_test"]).read_text())
+    assert rec["conversations"][1]["value"] == "Emotions: fatigue."  # V/A/D outside 1-10: not invented

@@ -5,9 +5,9 @@ then the two LLaVA exports.
   (one row per person with a box and at least one category) and each person's red-box image in the
   content-addressed ``storage/emotic_boxes/`` (:mod:`tinyemo_core.data.emotic_boxes`). ``summary.json``
   (written last) marks it complete.
-- :func:`export_persons`: that table ->
-  ``storage/emotic/<dataset>/export-<variant>-<fp16>/{train,val,test}.json`` in LLaVA format, images
-  relative to ``storage/emotic_boxes/``; ``summary.json`` last.
+- :func:`export_persons`: that table -> ``storage/emotic/<dataset>/export-<fp16>/<variant>_<split>.json``
+  (variants ``emotions_vad`` and ``emotions``) in LLaVA format, images relative to ``storage/emotic_boxes/``;
+  ``summary.json`` last.
 - :func:`person_eval_items`: the scored items of a split, one per person, for the generated-answer judge.
 """
 
@@ -152,33 +152,37 @@ def _vad(row: dict) -> tuple[float, float, float] | None:
 
 
 # --- LLaVA exports ----------------------------------------------------------------------------------------
-def export_plan(dataset: str, persons_dir: Path, storage_root: Path, variant: X.Variant) -> StorePlan:
+def export_plan(dataset: str, persons_dir: Path, storage_root: Path) -> StorePlan:
     persons_fp = _require(persons_dir)["fingerprint"]
-    fp = stable_hash("emotic_export", VERSION, persons_fp, variant, X.prompt(variant), X.VAD_WORDS)
-    out = Path(storage_root) / "emotic" / dataset / f"export-{variant}-{fp[:16]}"
+    prompts = {v: X.prompt(v) for v in X.VARIANTS}
+    fp = stable_hash("emotic_export", VERSION, persons_fp, prompts, X.VAD_WORDS)
+    out = Path(storage_root) / "emotic" / dataset / f"export-{fp[:16]}"
     return StorePlan(fp, out, _complete(out))
 
 
-def export_persons(dataset: str, persons_dir: Path, storage_root: Path, variant: X.Variant) -> dict[str, Any]:
-    """``{train,val,test}.json`` of one variant (``emotions_vad`` or ``emotions``); ``summary.json`` last."""
+def export_persons(dataset: str, persons_dir: Path, storage_root: Path) -> dict[str, Any]:
+    """``<variant>_<split>.json`` for both variants (``emotions_vad_train.json``, ``emotions_train.json``,
+    ...): a fine-tuning stage picks one by its export stem; ``summary.json`` last."""
     from tinyemo_core.generate.export import write_json as write_records
 
-    plan = export_plan(dataset, persons_dir, storage_root, variant)
+    plan = export_plan(dataset, persons_dir, storage_root)
     if plan.complete:
         return {**read_json(plan.path / SUMMARY), "computed": False}
-    by_split: dict[str, list[dict]] = {}
-    no_vad = Counter()
-    for row in read_persons(persons_dir).to_pylist():
-        vad = _vad(row)
-        no_vad[row["split"]] += vad is None and variant == "emotions_vad"
-        rec = X.person_record(row["person_id"], row["rendered"], row["labels"], vad, variant)
-        by_split.setdefault(row["split"], []).append(rec)
-    files = {s: str(write_records(recs, plan.path / f"{s}.json")) for s, recs in sorted(by_split.items())}
+    rows = read_persons(persons_dir).to_pylist()
+    files, records = {}, {}
+    for variant in X.VARIANTS:
+        by_split: dict[str, list[dict]] = {}
+        for row in rows:
+            rec = X.person_record(row["person_id"], row["rendered"], row["labels"], _vad(row), variant)
+            by_split.setdefault(row["split"], []).append(rec)
+        for split, recs in sorted(by_split.items()):
+            files[f"{variant}_{split}"] = str(write_records(recs, plan.path / f"{variant}_{split}.json"))
+            records[f"{variant}_{split}"] = len(recs)
+    no_vad = Counter(r["split"] for r in rows if _vad(r) is None)
     summary = {
-        "dataset": dataset, "variant": variant, "fingerprint": plan.fingerprint, "files": files,
-        "image_root": str(boxes_root(storage_root)),
-        "records": {s: len(r) for s, r in sorted(by_split.items())},
-        "without_vad": {s: n for s, n in sorted(no_vad.items()) if n}, "prompt": X.prompt(variant),
+        "dataset": dataset, "fingerprint": plan.fingerprint, "dir": str(plan.path), "files": files,
+        "image_root": str(boxes_root(storage_root)), "records": records,
+        "without_vad": dict(sorted(no_vad.items())), "prompts": {v: X.prompt(v) for v in X.VARIANTS},
     }  # fmt: skip
     write_json(plan.path / SUMMARY, summary)
     return {**summary, "computed": True}

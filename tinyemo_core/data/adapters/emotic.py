@@ -16,7 +16,7 @@ Formats (docs/datasets.md, "EMOTIC annotation formats"), the first one found win
 One record per image (``image_id`` = hash of its bytes, shared by all of its people): ``labels`` = the union
 of the people's categories, most frequent first (ties alphabetical). EVERY person is kept, in annotation
 order, in ``attributes["people"]`` as ``{"index", "bbox": [x1, y1, x2, y2], "categories", "valence",
-"arousal", "dominance", "gender", "age"}``; a person's id is ``<image_id>:<index>``
+"arousal", "dominance", "gender", "age"}``; a person's id is ``<image_id>-p<index>``
 (:mod:`tinyemo_core.stages.emotic` makes the per-person table). ``attributes.valence/arousal/dominance`` are
 image-level means over the people with valid V/A/D (1-10).
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from tinyemo_core.judge.parse import parse_label_set
 
@@ -48,3 +49,25 @@ def vad_bin(value: float) -> int:
 def parse_categories(text: str, categories: Sequence[str]) -> list[str]:
     """The EMOTIC categories named in an answer, in order of first mention."""
     return parse_label_set(text, categories, synonyms=False)
+
+
+def person_items(
+    dataset: str,
+    manifest: Path,
+    dataset_root: Path,
+    storage_root: Path,
+    split: str = "test",
+    max_items: int | None = None,
+) -> tuple[list, list[str]]:
+    """The scored items of an EMOTIC split, ONE PER PERSON (the poster's unit), and the 26 categories.
+
+    Drop-in for :func:`tinyemo_core.judge.plan.load_items` when ``recipe == "llava-emotic"``: makes (or
+    reuses: idempotent, cached by fingerprint) the per-person table and red-box images of
+    :func:`tinyemo_core.stages.emotic.render_persons`; each item's ``sample_id`` is the person id
+    (``<image_id>-p<index>``), its image the person's red-box PNG, ``labels`` its categories, ``vad`` its
+    ratings (None when not annotated). Items are sorted by person id; ``max_items`` keeps the first N."""
+    from tinyemo_core.stages.emotic import person_eval_items, render_persons
+
+    summary = render_persons(dataset, Path(manifest), Path(dataset_root), Path(storage_root))
+    items, categories = person_eval_items(dataset, Path(summary["dir"]), Path(storage_root), split)
+    return (items[:max_items] if max_items else items), categories

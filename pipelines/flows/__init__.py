@@ -9,6 +9,7 @@ def flows() -> dict[str, Callable]:
     from pipelines.flows.backbone_added import backbone_added
     from pipelines.flows.build_dataset import build_dataset
     from pipelines.flows.embed_labels import embed_labels
+    from pipelines.flows.emotic import emotic_exports
     from pipelines.flows.evaluate import evaluate
     from pipelines.flows.evaluate_generated import evaluate_generated
     from pipelines.flows.experiments import dataset_ablation, encoder_backbone_grid
@@ -29,6 +30,7 @@ def flows() -> dict[str, Callable]:
             evaluate_generated,
             generate_qa_profile,
             import_features,
+            emotic_exports,
             neuron_atlas,
             neuron_ablation,
             bias_report,

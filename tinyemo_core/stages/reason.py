@@ -307,3 +307,36 @@ def reason_split(cfg, dataset: str, run_dir: Path, model_dir: Path | None, spec:
     items = [it for it in projector_items(paths, run_dir, cfg, pairs, ids, truths) if it.projector_label]
     return reason_items(items, model_dir, spec, cfg.storage_root, name=dataset,
                         inputs=[content, spec.split, len(ids)], run_dir=run_dir, on_progress=on_progress)
+
+
+def reasoning_dataset(cfg) -> str:
+    """The dataset whose exports the reasoning chain trains on: the first of ``generation.datasets`` (where
+    generate-qa wrote ``storage/instructions/<dataset>/``), else the profile's first held-in dataset."""
+    gen = cfg.spec.generation
+    return (gen.datasets[0] if gen is not None and gen.datasets else
+            next(n for n, r in cfg.roles.items() if r == "held_in"))
+
+
+def reasoning_chain(cfg, *, dataset: str | None = None, run_dir: Path | None = None,
+                    stages: Sequence[str] | None = None, on_progress: Progress = None) -> dict[str, Any]:
+    """The whole hand-off for one profile: both fine-tuning stages on ``storage/instructions/<dataset>/``
+    (cached, resumable; :func:`tinyemo_core.stages.finetune.run_finetune`), then conditional reasoning on
+    the dataset's ``reason.split`` images with the projector run ``run_dir`` (default: the latest run).
+    Needs the profile's ``reasoning:`` block, the exports (generate-qa) and a trained projector run."""
+    from tinyemo_core.stages.finetune import run_finetune
+    from tinyemo_core.store.runs import resolve_run
+
+    spec = cfg.spec.reasoning
+    if spec is None:
+        raise ValueError(f"profiles.{cfg.profile}.reasoning is not set; add a reasoning: block to flows.yaml")
+    name = dataset or reasoning_dataset(cfg)
+    export_dir = cfg.storage_root / "instructions" / name
+
+    def tagged(phase: str):
+        return None if on_progress is None else (lambda rec: on_progress({"phase": phase, **rec}))
+
+    trained = run_finetune(cfg.storage_root, spec, export_dir, cfg.datasets[name].root, stages=stages,
+                           on_progress=tagged("finetune"))
+    run = Path(run_dir) if run_dir else resolve_run("latest", cfg.storage_root)
+    reasoned = reason_split(cfg, name, run, Path(trained["model"]), spec.reason, tagged("reason"))
+    return {"dataset": name, "finetune": trained, "reason": reasoned}

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from tinyemo_core.data.adapters import ADAPTERS
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
+from tinyemo_core.finetune.spec import ReasoningSpec
 from tinyemo_core.generate.spec import GenerationSpec
 from tinyemo_core.interpret.spec import InterpretSpec
 from tinyemo_core.judge.spec import EvaluateGeneratedSpec
@@ -92,6 +93,7 @@ class ProfileSpec(Strict):
     evaluate_generated: EvaluateGeneratedSpec | None = None  # evaluate-generated (docs/judging.md)
     interpret: InterpretSpec | None = None  # neuron atlas / ablation / bias report (docs/interpretability.md)
     grid: GridSpec | None = None  # default encoders/backbones of encoder-backbone-grid (Table IV)
+    reasoning: ReasoningSpec | None = None  # fine-tuning + conditional reasoning (docs/reasoning.md)
 
 
 class FlowsFile(Strict):

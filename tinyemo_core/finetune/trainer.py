@@ -203,6 +203,28 @@ def training_arguments(args: TrainArgs, output_dir: Path):
     )
 
 
+def _trainer_class():
+    """``Trainer`` whose resume loads model weights with ``from_pretrained`` (key conversions applied).
+
+    transformers 5 saves LLaVA checkpoints in the legacy key layout (``language_model.model.*``) but the
+    stock resume path loads them with a plain ``load_state_dict(strict=False)``, silently keeping the
+    initial weights; loading through ``from_pretrained`` maps the keys back (strict copy, tested)."""
+    from transformers import PreTrainedModel, Trainer
+
+    class ResumingTrainer(Trainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            model = model if model is not None else self.model
+            ckpt = Path(resume_from_checkpoint)
+            if not isinstance(model, PreTrainedModel) or not any(ckpt.glob("model*.safetensors")):
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            dtype = next(model.parameters()).dtype
+            loaded = type(model).from_pretrained(ckpt, dtype=dtype)
+            model.load_state_dict(loaded.state_dict(), strict=True)
+            del loaded
+
+    return ResumingTrainer
+
+
 def _save_final(model, processor, dest: Path) -> None:
     from peft import PeftModel
 
@@ -246,7 +268,6 @@ def train_model(
 
     Every parameter ``trainable(name)`` rejects is frozen. Returns the result of a finished run at once.
     """
-    from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
@@ -265,7 +286,7 @@ def train_model(
     if args.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # frozen embeddings + checkpointing still backpropagate
     counter, history = _TokenCounter(data_collator), []
-    trainer = Trainer(
+    trainer = _trainer_class()(
         model=model,
         args=training_arguments(args, output_dir),
         train_dataset=train_dataset,

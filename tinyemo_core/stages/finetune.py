@@ -1,0 +1,207 @@
+"""Reasoning fine-tuning stages (TinyEmo §III-C): stage 1 "pretrain" (connector), stage 2 "finetune".
+
+``plan_stage`` gives fingerprint/folder/completion; ``run_stage`` trains one stage (resuming a killed run,
+returning a finished one at once); ``run_finetune`` runs the profile's stages in order, stage 2 starting from
+stage 1's saved model. Each returns a small JSON-able descriptor. No Prefect here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tinyemo_core.finetune.spec import ReasoningSpec, Stage
+from tinyemo_core.store import finetune as store
+from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.plan import StorePlan
+
+PatchSources = Sequence[tuple[FeatureStore, Path, Path]]  # (patch store, manifest, dataset root)
+
+
+def export_path(export_dir: Path, name: str) -> Path:
+    return Path(export_dir) / f"{name}.json"
+
+
+def _use_patches(spec: ReasoningSpec, sources: PatchSources | None) -> bool:
+    from tinyemo_core.finetune.patches import patch_sources_complete
+
+    if spec.cached_patches == "off" or not sources:
+        if spec.cached_patches == "on":
+            raise ValueError(
+                "reasoning.cached_patches: on, but no patch store was given; extract patches "
+                "first (features stage, output=patches) or set it to auto/off"
+            )
+        return False
+    complete = patch_sources_complete([s for s, _, _ in sources])
+    if spec.cached_patches == "on" and not complete:
+        raise ValueError("reasoning.cached_patches: on, but a patch store is incomplete")
+    return complete
+
+
+def stage_inputs(
+    spec: ReasoningSpec,
+    export_dir: Path,
+    stage: Stage,
+    *,
+    parent: str | None,
+    patch_sources: PatchSources | None = None,
+) -> dict[str, Any]:
+    """Everything that determines the stage's weights (hashed into its fingerprint)."""
+    from tinyemo_core.finetune.data import records_digest
+    from tinyemo_core.finetune.model import model_identity
+    from tinyemo_core.finetune.patches import sources_identity
+
+    path = export_path(export_dir, spec.stage(stage).export)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"reasoning {stage}: export {path} is missing; run generate-qa first (it "
+            f"writes {spec.stage(stage).export}.json) or fix reasoning.{stage}.export"
+        )
+    sources = patch_sources if _use_patches(spec, patch_sources) else None
+    return {
+        "export": records_digest(path),
+        "model": model_identity(spec.model),
+        "parent": parent,
+        "stage": spec.stage(stage).model_dump(mode="json"),
+        "patches": sources_identity(sources) if sources else None,
+    }
+
+
+def _parent(
+    spec: ReasoningSpec,
+    stage: Stage,
+    storage_root: Path,
+    export_dir: Path,
+    patch_sources: PatchSources | None,
+) -> StorePlan | None:
+    if stage == "finetune" and "pretrain" in spec.stages:
+        return plan_stage(storage_root, spec, export_dir, "pretrain", patch_sources=patch_sources)
+    return None
+
+
+def plan_stage(
+    storage_root: Path,
+    spec: ReasoningSpec,
+    export_dir: Path,
+    stage: Stage,
+    *,
+    patch_sources: PatchSources | None = None,
+) -> StorePlan:
+    """Fingerprint + folder + completion of ``stage`` (stage 2's includes stage 1's fingerprint)."""
+    parent = _parent(spec, stage, storage_root, export_dir, patch_sources)
+    inputs = stage_inputs(
+        spec, export_dir, stage, parent=parent.fingerprint if parent else None, patch_sources=patch_sources
+    )
+    return store.plan(storage_root, spec.recipe, stage, inputs)
+
+
+def run_stage(
+    storage_root: Path,
+    spec: ReasoningSpec,
+    export_dir: Path,
+    image_root: Path,
+    stage: Stage,
+    *,
+    patch_sources: PatchSources | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
+    """Train one stage (idempotent, resumable); return its descriptor (path, fingerprint, result)."""
+    from tinyemo_core.finetune.data import load_export, order_records
+    from tinyemo_core.finetune.model import use_cached_patches
+    from tinyemo_core.finetune.recipes import get_recipe
+    from tinyemo_core.finetune.trainer import train_model
+
+    p = plan_stage(storage_root, spec, export_dir, stage, patch_sources=patch_sources)
+    if p.complete:
+        return _descriptor(stage, p, computed=False)
+    recipe, sspec = get_recipe(spec.recipe), spec.stage(stage)
+    parent = _parent(spec, stage, storage_root, export_dir, patch_sources)
+    if parent is not None and not parent.complete:
+        raise RuntimeError(
+            f"reasoning finetune starts from pretrain, which is not trained yet ({parent.path})"
+        )
+    model, processor = _load(recipe, spec, parent.path if parent else None)
+    records = order_records(
+        load_export(export_path(export_dir, sspec.export)),
+        shuffle=sspec.shuffle_records,
+        seed=sspec.train.seed,
+        limit=sspec.max_records,
+    )
+    patches = None
+    if _use_patches(spec, patch_sources):
+        from tinyemo_core.finetune.patches import PatchLookup
+
+        width = model.config.vision_config.hidden_size
+        patches = PatchLookup.from_stores(patch_sources, image_root, width, {r["image"] for r in records})
+        use_cached_patches(model)
+    ds = recipe.dataset(
+        records, processor, Path(image_root), stage, max_length=spec.model.max_length, patches=patches
+    )
+    train_model(
+        model,
+        ds,
+        recipe.collator(processor),
+        sspec.train,
+        p.path,
+        trainable=recipe.trainable(stage),
+        processor=processor,
+        on_progress=on_progress,
+    )
+    return _descriptor(stage, StorePlan(p.fingerprint, p.path, store.complete(p.path)), computed=True)
+
+
+def _load(recipe, spec: ReasoningSpec, parent: Path | None):
+    if parent is None:
+        return recipe.build(spec.model)
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    folder = store.model_dir(parent)
+    return LlavaForConditionalGeneration.from_pretrained(folder), AutoProcessor.from_pretrained(folder)
+
+
+def _descriptor(stage: str, p: StorePlan, *, computed: bool) -> dict[str, Any]:
+    res = store.result(p.path) or {}
+    return {
+        "stage": stage,
+        "fingerprint": p.fingerprint,
+        "path": str(p.path),
+        "model": str(store.model_dir(p.path)),
+        "complete": p.complete,
+        "computed": computed,
+        "steps": res.get("steps"),
+        "final_loss": res.get("final_loss"),
+        "tokens_per_s": res.get("tokens_per_s"),
+        "resumed_from_step": res.get("resumed_from_step"),
+        "memory": res.get("memory"),
+        "loss_curve": str(p.path / "loss_curve.png") if (p.path / "loss_curve.png").exists() else None,
+    }
+
+
+def run_finetune(
+    storage_root: Path,
+    spec: ReasoningSpec,
+    export_dir: Path,
+    image_root: Path,
+    *,
+    stages: Sequence[Stage] | None = None,
+    patch_sources: PatchSources | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
+    """Run the selected stages in order (default: the profile's); returns per-stage descriptors."""
+    chosen = list(stages or spec.stages)
+    bad = [s for s in chosen if s not in spec.stages]
+    if bad:
+        raise ValueError(f"stages {bad} are not in reasoning.stages {spec.stages}")
+    out = {}
+    for stage in [s for s in spec.stages if s in chosen]:
+
+        def tagged(rec: dict, stage: str = stage) -> None:
+            if on_progress is not None:
+                on_progress({"stage": stage, **rec})
+
+        out[stage] = run_stage(
+            storage_root, spec, export_dir, image_root, stage, patch_sources=patch_sources, on_progress=tagged
+        )
+    last = out[chosen[-1]] if chosen else None
+    return {"recipe": spec.recipe, "stages": out, "model": last["model"] if last else None}

@@ -151,3 +151,22 @@ def test_clipscore_store_features_equal_recomputed(world, tmp_path):
     assert da["n"] == 6 and da["clip_score"] == pytest.approx(db["clip_score"], abs=1e-5)
     assert da["ref_clip_score"] == pytest.approx(db["ref_clip_score"], abs=1e-5)
     assert 0 <= da["clip_score"] <= 2.5
+
+
+def test_llava_emotic_is_scored_per_person(world, tmp_path):
+    """llava-emotic: one prompt per annotated person (its red-box image), mAP over the 26 categories."""
+    import data_fixtures as fx
+
+    from tinyemo_core.stages import ingest
+
+    _root, model, _ds, _m = world
+    fx.make_emotic(tmp_path / "EMOTIC")
+    spec_ds = DatasetSpec(layout="emotic", root=tmp_path / "EMOTIC")
+    manifest = ingest.ingest("emo", spec_ds, tmp_path, ingest.ingest_fingerprint("emo", spec_ds), workers=1,
+                             progress=False)["manifest"]
+    spec = EvaluateGeneratedSpec(recipe="llava-emotic", model=str(model), max_tokens=8, batch_size=2,
+                                 device="cpu", likelihood_map=False)
+    out = evaluate_generated(spec, {"emo": spec_ds}, {"emo": "held_in"}, {"emo": manifest}, tmp_path)
+    table = pq.read_table(f"{out['report_dir']}/answers.parquet").to_pylist()
+    assert len(table) == 1 and table[0]["sample_id"].endswith("-p0")  # the test split's one person
+    assert "mAP_generated" in out["summary"]["datasets"]["emo"]

@@ -146,7 +146,12 @@ def evaluate_generated(
     items: dict[str, list[EvalItem]] = {}
     labels: dict[str, list[str]] = {}
     for n in names:
-        items[n], labels[n] = load_items(n, Path(manifests[n]), datasets[n].root, spec.split, spec.max_images)
+        if spec.recipe == "llava-emotic":  # one item per annotated person, its red-box image (the poster)
+            items[n], labels[n] = E.person_items(n, Path(manifests[n]), datasets[n].root, storage_root,
+                                                 spec.split, spec.max_images)
+        else:
+            items[n], labels[n] = load_items(n, Path(manifests[n]), datasets[n].root, spec.split,
+                                             spec.max_images)
     tmpl = templates(spec)
     chains = {
         (n, instruction_id(t)): chains_for(items[n], t, labels[n], f"eval-{spec.recipe}-{instruction_id(t)}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from tinyemo_core.finetune.spec import ReasonSpec, TinyModelSpec, TrainArgs
 from tinyemo_core.finetune.tiny import LABELS, tiny_exports
@@ -90,13 +91,15 @@ def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path) -> None:
     exports = tiny_exports(tmp_path, 4)
     records = load_export(exports["emoreason_train"])
     recipe = get_recipe("tinyemo")
-    model, processor = recipe.build(ModelSpec(tiny=TinyModelSpec(hidden=48, seed=1)))
-    args = TrainArgs(learning_rate=3e-3, max_steps=60, per_device_train_batch_size=4, warmup_ratio=0.0,
+    model, processor = recipe.build(ModelSpec(tiny=TinyModelSpec(hidden=64, seed=1)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: threads only add contention
+    args = TrainArgs(learning_rate=3e-3, max_steps=100, per_device_train_batch_size=4, warmup_ratio=0.0,
                      lr_scheduler_type="constant", save_steps=1000, logging_steps=10)
     run = tmp_path / "train"
     train_model(model, recipe.dataset(records, processor, tmp_path, "finetune"), recipe.collator(processor),
                 args, run, trainable=recipe.trainable("finetune"), processor=processor)
-    spec = ReasonSpec(batch_size=3, max_new_tokens=24, compare_images=1)
+    spec = ReasonSpec(batch_size=3, max_new_tokens=48, compare_images=1)  # BPE tiny vocab: ~30 tokens
     desc = R.reason_items(_items(tmp_path, records), run / "model", spec, tmp_path / "storage")
     rows = pq.read_table(Path(desc["path"]) / "reasoning.parquet").to_pylist()
     assert [r["predicted_label"] for r in rows] == [r["true_label"] for r in rows], rows
@@ -104,6 +107,7 @@ def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path) -> None:
     again = R.reason_items(_items(tmp_path, records), run / "model", spec, tmp_path / "storage")
     assert again["cached"] and again["path"] == desc["path"]
     other = R.reason_items(_items(tmp_path, records), run / "model", ReasonSpec(condition=False, batch_size=3,
-                                                                                max_new_tokens=24),
+                                                                                max_new_tokens=48),
                            tmp_path / "storage")
     assert other["path"] != desc["path"] and not other["cached"]
+    torch.set_num_threads(before)

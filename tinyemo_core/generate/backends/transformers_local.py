@@ -19,10 +19,6 @@ from PIL import Image
 from ..spec import GenerationSpec
 from .base import Answer, ChatRequest, GeneratorUnavailable, Turn
 
-BUNNY_SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-    "detailed, and polite answers to the user's questions."
-)
 BUNNY_IMAGE_TOKEN_ID = -200
 
 
@@ -142,6 +138,13 @@ class TransformersGenerator:
     def _inputs(self, turns: tuple[Turn, ...], image: Image.Image | None) -> dict:
         if self.chat_format == "bunny":
             return self._bunny_inputs(turns, image)
+        templated = getattr(self.processor, "chat_template", None) is not None
+        if not templated and hasattr(self.processor, "qformer_tokenizer"):
+            # InstructBLIP (EmoVIT) ships no chat template: the instruction is the prompt (LLM and Q-Former),
+            # tokenised with its special tokens exactly as the recipe trains it
+            text = next(t.text for t in reversed(turns) if t.role == "user")
+            return dict(self.processor(images=[image] if image is not None else None, text=text,
+                                       return_tensors="pt"))
         messages, attached = [], image is None
         for t in turns:
             content: list[dict] = [{"type": "text", "text": t.text}]
@@ -156,13 +159,11 @@ class TransformersGenerator:
     def _bunny_inputs(self, turns: tuple[Turn, ...], image: Image.Image | None) -> dict:
         import torch
 
-        parts, eos = [BUNNY_SYSTEM], self.tokenizer.eos_token or ""
-        for i, t in enumerate(turns):
-            if t.role == "user":
-                parts.append(f" USER: {'<image>' + chr(10) if i == 0 and image is not None else ''}{t.text}")
-            elif t.role == "assistant":
-                parts.append(f" ASSISTANT: {t.text}{eos}")
-        text = "".join(parts) + " ASSISTANT:"
+        from tinyemo_core.generate.bunny.image import bunny_prompt
+
+        system = next((t.text for t in turns if t.role == "system"), None)
+        dialogue = [(t.role, t.text) for t in turns if t.role != "system"]
+        text = bunny_prompt(dialogue, has_image=image is not None, system=system)
         chunks = [self.tokenizer(c).input_ids for c in text.split("<image>")]
         ids = chunks[0] + ([BUNNY_IMAGE_TOKEN_ID] + chunks[1] if len(chunks) > 1 else [])
         out = {"input_ids": torch.tensor([ids], dtype=torch.long)}

@@ -103,7 +103,10 @@ def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path) -> None:
     desc = R.reason_items(_items(tmp_path, records), run / "model", spec, tmp_path / "storage")
     rows = pq.read_table(Path(desc["path"]) / "reasoning.parquet").to_pylist()
     assert [r["predicted_label"] for r in rows] == [r["true_label"] for r in rows], rows
-    assert all(r["agree"] and r["correct"] for r in rows)
+    assert all(r["agree"] and r["correct"] and not r["field_missing"] for r in rows)
+    one, _ = R.make_reasoner(run / "model", ReasonSpec(batch_size=1))
+    single = R.generate_reasoning(_items(tmp_path, records), one, ReasonSpec(batch_size=1, max_new_tokens=48))
+    assert [r["reasoning"] for r in single] == [r["reasoning"] for r in rows]  # left-padded batch == 1 by 1
     again = R.reason_items(_items(tmp_path, records), run / "model", spec, tmp_path / "storage")
     assert again["cached"] and again["path"] == desc["path"]
     other = R.reason_items(_items(tmp_path, records), run / "model", ReasonSpec(condition=False, batch_size=3,

@@ -17,6 +17,7 @@ def flows() -> dict[str, Callable]:
     from pipelines.flows.generate_qa import generate_qa_profile
     from pipelines.flows.import_features import import_features
     from pipelines.flows.interpret import bias_report, neuron_ablation, neuron_atlas
+    from pipelines.flows.reasoning import finetune_reasoning, full_pipeline, reason
     from pipelines.flows.train_projector import train_projector
 
     return {
@@ -31,6 +32,9 @@ def flows() -> dict[str, Callable]:
             generate_qa_profile,
             import_features,
             emotic_exports,
+            finetune_reasoning,
+            reason,
+            full_pipeline,
             neuron_atlas,
             neuron_ablation,
             bias_report,

@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.finetune.spec import ReasonSpec
-from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.fingerprint import stable_hash, step_fingerprint
 from tinyemo_core.generate.backends.base import Answer, ChatRequest, Sampling, Turn
 from tinyemo_core.generate.prompts import emoreason_instruction, strip_image_tag
 from tinyemo_core.store.atomic import read_json, staged_dir, write_json, write_parquet, write_text
 from tinyemo_core.store.plan import StorePlan
 
-CODE_VERSION = "1"
 RESULT = "result.json"
 Progress = Callable[[dict], None] | None
 
@@ -205,8 +204,8 @@ def _reason_spec_key(spec: ReasonSpec) -> dict:
 def reasoning_fingerprint(name: str, inputs: Any, run_dir: Path | None, model_id: str,
                           spec: ReasonSpec) -> str:
     """Images/split content + projector run (its folder name carries its fingerprint) + reasoner + spec."""
-    return stable_hash("reason", CODE_VERSION, name, inputs, Path(run_dir).name if run_dir else None,
-                       model_id, _reason_spec_key(spec))
+    return step_fingerprint("reason", name, inputs, Path(run_dir).name if run_dir else None, model_id,
+                            _reason_spec_key(spec))
 
 
 def _cached(out_dir: Path) -> dict[str, Any]:

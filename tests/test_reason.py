@@ -114,3 +114,9 @@ def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path) -> None:
                            tmp_path / "storage")
     assert other["path"] != desc["path"] and not other["cached"]
     torch.set_num_threads(before)
+
+
+def test_image_ids_are_unique_relative_paths(tmp_path: Path) -> None:
+    paths = [tmp_path / "happy" / "0008.jpg", tmp_path / "sad" / "0008.jpg"]
+    assert R.image_ids(paths) == ["happy/0008.jpg", "sad/0008.jpg"]
+    assert R.image_ids(paths[:1]) == ["0008.jpg"]

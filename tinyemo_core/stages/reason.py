@@ -228,6 +228,15 @@ def reason_items(items: Sequence[ReasonItem], model_dir: Path | None, spec: Reas
     return write_reasoning(out, items, generate, spec, meta, on_progress)
 
 
+def image_ids(paths: Sequence[str | Path]) -> list[str]:
+    """Ids of ad-hoc images: paths relative to their common folder (``happy/01.jpg``; unique)."""
+    import os
+
+    full = [os.path.abspath(p) for p in paths]
+    root = os.path.dirname(full[0]) if len(full) == 1 else os.path.commonpath(full)
+    return [Path(os.path.relpath(p, root)).as_posix() for p in full]
+
+
 def projector_items(paths: Sequence[Path], run_dir: Path, cfg, pairs: Sequence[tuple[str, str]],
                     ids: Sequence[str] | None = None,
                     truths: Sequence[str] | None = None) -> list[ReasonItem]:
@@ -236,7 +245,8 @@ def projector_items(paths: Sequence[Path], run_dir: Path, cfg, pairs: Sequence[t
 
     preds, _ = predict(list(paths), run_dir, config_for_run(cfg, run_dir), pairs)
     words = tuple(w for w, _ in pairs)
-    return [ReasonItem(ids[i] if ids else Path(p.image).name, str(paths[i]), words,
+    ids = ids or image_ids(paths)
+    return [ReasonItem(ids[i], str(paths[i]), words,
                        p.labels[0] if p.labels else None, p.scores[0] if p.scores else None,
                        truths[i] if truths else None) for i, p in enumerate(preds)]
 

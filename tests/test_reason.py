@@ -113,6 +113,15 @@ def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path) -> None:
                                                                                 max_new_tokens=48),
                            tmp_path / "storage")
     assert other["path"] != desc["path"] and not other["cached"]
+
+    from tinyemo_core.generate.server import launch_server  # the same folder over OpenAI-compatible HTTP
+
+    with launch_server(run / "model", served_name="reasoner") as url:
+        http = ReasonSpec(backend="openai", base_url=url, served_model="reasoner", batch_size=3,
+                          max_new_tokens=48)
+        served, _ = R.make_reasoner(None, http)
+        over_http = R.generate_reasoning(_items(tmp_path, records), served, http)
+    assert [r["reasoning"] for r in over_http] == [r["reasoning"] for r in rows]
     torch.set_num_threads(before)
 
 

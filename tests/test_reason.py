@@ -15,6 +15,15 @@ from tinyemo_core.generate.backends.base import Answer
 from tinyemo_core.stages import reason as R
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: extra threads only add contention on the shared machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _items(root: Path, records: list[dict], *, projector: list[str] | None = None) -> list[R.ReasonItem]:
     out = []
     for i, rec in enumerate(records):
@@ -81,7 +90,7 @@ def test_missing_reasoner_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path) -> None:
+def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path, one_thread: None) -> None:
     """Overfit the real tiny LLaVA through the shared trainer, then reason with the in-process backend."""
     from tinyemo_core.finetune.data import load_export
     from tinyemo_core.finetune.recipes import get_recipe
@@ -92,8 +101,6 @@ def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path) -> None:
     records = load_export(exports["emoreason_train"])
     recipe = get_recipe("tinyemo")
     model, processor = recipe.build(ModelSpec(tiny=TinyModelSpec(hidden=64, seed=1)))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: threads only add contention
     args = TrainArgs(learning_rate=3e-3, max_steps=100, per_device_train_batch_size=4, warmup_ratio=0.0,
                      lr_scheduler_type="constant", save_steps=1000, logging_steps=10)
     run = tmp_path / "train"
@@ -122,7 +129,6 @@ def test_finetuned_tiny_reasoner_follows_the_condition(tmp_path: Path) -> None:
         served, _ = R.make_reasoner(None, http)
         over_http = R.generate_reasoning(_items(tmp_path, records), served, http)
     assert [r["reasoning"] for r in over_http] == [r["reasoning"] for r in rows]
-    torch.set_num_threads(before)
 
 
 def test_image_ids_are_unique_relative_paths(tmp_path: Path) -> None:

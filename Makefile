@@ -1,4 +1,4 @@
-# Two commands: `make demo` (set up + run build-dataset on the bundled demo) and `make test`.
+# Two commands: `make demo` (set up + run the whole chain on the bundled demo) and `make test`.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -23,7 +23,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/tinyemo run build-dataset --profile demo
+	$(BIN)/tinyemo run full-pipeline --profile demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

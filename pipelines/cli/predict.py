@@ -1,7 +1,8 @@
-"""``tinyemo predict`` (rank emotions for images with a trained run) and ``tinyemo reground`` (Table VII).
+"""``tinyemo predict`` (rank emotions for images with a trained run), ``tinyemo reground`` (Table VII) and
+``tinyemo reason`` (conditional reasoning with the fine-tuned reasoning model).
 
-``register(app)`` adds both commands to the ``tinyemo`` typer app. ``predict`` runs without Prefect (it is
-an interactive, one-shot command); ``reground`` starts the ``reground-labels`` flow.
+``register(app)`` adds the commands to the ``tinyemo`` typer app. ``predict`` and ``reason`` run without
+Prefect (interactive, one-shot commands); ``reground`` starts the ``reground-labels`` flow.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from tinyemo_core.config import ConfigError, load_config
 
 def predict_command(
     images: Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)")],
-    run: Annotated[str, typer.Option("--run", "-r", help="run folder, its name under storage/runs, or latest")
-                   ] = "latest",
-    labels: Annotated[str | None, typer.Option(help="comma-separated label words, e.g. 'joy,sadness'")
-                      ] = None,
-    taxonomy: Annotated[str | None, typer.Option(help="a taxonomy (ekman6, mikels8, ...) or a dataset name")
-                        ] = None,
-    template: Annotated[str | None, typer.Option(help="label template, e.g. 'a photo evoking {label}'")
-                        ] = None,
+    run: Annotated[
+        str, typer.Option("--run", "-r", help="run folder, its name under storage/runs, or latest")
+    ] = "latest",
+    labels: Annotated[
+        str | None, typer.Option(help="comma-separated label words, e.g. 'joy,sadness'")
+    ] = None,
+    taxonomy: Annotated[
+        str | None, typer.Option(help="a taxonomy (ekman6, mikels8, ...) or a dataset name")
+    ] = None,
+    template: Annotated[
+        str | None, typer.Option(help="label template, e.g. 'a photo evoking {label}'")
+    ] = None,
     top: Annotated[int, typer.Option(help="show the best K labels per image (0: all)", min=0)] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
     config: ConfigOpt = Path("flows.yaml"),
@@ -42,14 +47,17 @@ def predict_command(
         run_dir = core.resolve_run(run, cfg.storage_root)
         cfg = core.config_for_run(cfg, run_dir, overrides or [])
         pairs = core.label_set(cfg, labels, taxonomy, template)
-        preds, info = core.predict(core.image_paths(images), run_dir, cfg, pairs,
-                                   which=cfg.spec.evaluation.checkpoint)
+        preds, info = core.predict(
+            core.image_paths(images), run_dir, cfg, pairs, which=cfg.spec.evaluation.checkpoint
+        )
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     k = top or len(pairs)
     if as_json:
-        payload = {**info, "predictions": [{**p.to_dict(), "labels": p.labels[:k], "scores": p.scores[:k]}
-                                           for p in preds]}
+        payload = {
+            **info,
+            "predictions": [{**p.to_dict(), "labels": p.labels[:k], "scores": p.scores[:k]} for p in preds],
+        }
         typer.echo(json.dumps(payload, indent=2))
     else:
         _print_tables(preds, info, len(pairs), k)
@@ -58,8 +66,10 @@ def predict_command(
 
 
 def _print_tables(preds: list, info: dict, n_labels: int, k: int) -> None:
-    console.print(f"run [bold]{Path(info['run']).name}[/bold] · {info['encoder']} · {info['backbone']} · "
-                  f"{n_labels} labels ({info['labels_embedded']} newly embedded)")
+    console.print(
+        f"run [bold]{Path(info['run']).name}[/bold] · {info['encoder']} · {info['backbone']} · "
+        f"{n_labels} labels ({info['labels_embedded']} newly embedded)"
+    )
     for p in preds:
         if p.error:
             console.print(f"[red]{p.image}: {p.error}[/red]")
@@ -75,11 +85,15 @@ def _print_tables(preds: list, info: dict, n_labels: int, k: int) -> None:
 
 
 def reground_command(
-    maps: Annotated[list[str] | None, typer.Option(
-        "--map", "-m", help="WORD=TEXT re-grounds one class, e.g. joy='cheerful and content' (repeatable)"
-    )] = None,
-    template: Annotated[str | None, typer.Option(help="a new label template, e.g. 'a photo of {label}'")
-                        ] = None,
+    maps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", "-m", help="WORD=TEXT re-grounds one class, e.g. joy='cheerful and content' (repeatable)"
+        ),
+    ] = None,
+    template: Annotated[
+        str | None, typer.Option(help="a new label template, e.g. 'a photo of {label}'")
+    ] = None,
     config: ConfigOpt = Path("flows.yaml"),
     profile: ProfileOpt = "demo",
     overrides: SetOpt = None,
@@ -101,13 +115,75 @@ def reground_command(
         load_config(config, profile, overrides or [])
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    result = reground_labels(config=str(config), profile=profile, overrides=overrides or [],
-                             variants=variants)
+    result = reground_labels(
+        config=str(config), profile=profile, overrides=overrides or [], variants=variants
+    )
     console.print(Path(result["markdown"]).read_text())
     console.print(f"Report: [bold]{result['markdown']}[/bold]")
+
+
+def reason_command(
+    images: Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)")],
+    run: Annotated[
+        str, typer.Option("--run", "-r", help="projector run folder, its name, or latest")
+    ] = "latest",
+    reasoner: Annotated[
+        Path | None,
+        typer.Option(
+            help="a fine-tuned model folder (default: the newest "
+            "finished finetune stage of the profile's recipe)"
+        ),
+    ] = None,
+    condition: Annotated[
+        bool,
+        typer.Option(
+            "--condition/--no-condition",
+            help="insert the projector's label into the prompt (TinyEmo conditional reasoning)",
+        ),
+    ] = True,
+    labels: Annotated[str | None, typer.Option(help="comma-separated label words")] = None,
+    taxonomy: Annotated[str | None, typer.Option(help="a taxonomy or dataset name")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    config: ConfigOpt = Path("flows.yaml"),
+    profile: ProfileOpt = "demo",
+    overrides: SetOpt = None,
+) -> None:
+    """Conditional reasoning for images: projector label -> conditioned prompt -> the reasoning model writes
+    "Reasoning: ...\nPredicted Label: ..." (cached per image, model and settings)."""
+    from tinyemo_core.stages import predict as core
+    from tinyemo_core.stages.reason import reason_images
+    from tinyemo_core.store.finetune import latest_model
+
+    try:
+        cfg = load_config(config, profile, overrides or [])
+        if cfg.spec.reasoning is None:
+            raise ValueError(f"profiles.{profile}.reasoning is not set (docs/reasoning.md)")
+        run_dir = core.resolve_run(run, cfg.storage_root)
+        model_dir = reasoner or latest_model(cfg.storage_root, cfg.spec.reasoning.recipe)
+        spec = cfg.spec.reasoning.reason.model_copy(update={"condition": condition})
+        res = reason_images(images, cfg, run_dir, model_dir, spec, labels=labels, taxonomy=taxonomy)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(Path(res["path"]) / "reasoning.parquet").to_pylist()
+    keep = ("image_id", "projector_label", "predicted_label", "agree", "reasoning")
+    if as_json:
+        typer.echo(
+            json.dumps({**res, "rows": [{k: r.get(k) for k in keep} for r in rows]}, indent=2, default=str)
+        )
+        return
+    table = Table(title=f"Reasoning ({'conditional' if condition else 'no condition'}), run {run_dir.name}")
+    for col in keep:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*(str(r.get(k)) for k in keep))
+    console.print(table)
+    console.print(f"agree: {res.get('agree')}/{res.get('images')} · files: {res['path']}")
 
 
 def register(app: typer.Typer) -> None:
     """Add ``predict`` and ``reground`` to the ``tinyemo`` command line."""
     app.command("predict")(predict_command)
     app.command("reground")(reground_command)
+    app.command("reason")(reason_command)

@@ -1,5 +1,5 @@
-"""The hand-off through Prefect on the demo: full-pipeline = build-dataset -> generate-qa (in-process tiny VLM)
--> both fine-tuning stages -> conditional reasoning; a warm rerun trains and generates nothing; `tinyemo
+"""The hand-off through Prefect on the demo: full-pipeline = build-dataset -> generate-qa (in-process tiny
+VLM) -> both fine-tuning stages -> conditional reasoning; a warm rerun trains and generates nothing; `tinyemo
 reason` on image files; a profile without a reasoning block gets a clear error."""
 
 from __future__ import annotations

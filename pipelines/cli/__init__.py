@@ -92,6 +92,11 @@ def _print_result(result: dict) -> None:
                 console.print(f"{key}: {100 * summary[key]:.2f}%")
     if result.get("report_dir"):
         console.print(f"Report: [bold]{Path(result['report_dir']) / 'report.md'}[/bold]")
+    if (trained := result.get("finetune")) and trained.get("model"):
+        console.print(f"Reasoning model ({trained.get('recipe')}): [bold]{trained['model']}[/bold]")
+    if (reasoned := result.get("reason")) and reasoned.get("path"):
+        console.print(f"Conditional reasoning: {reasoned.get('agree')}/{reasoned.get('images')} answers agree "
+                      f"with the projector; samples: [bold]{Path(reasoned['path']) / 'samples.md'}[/bold]")
     elif not summary:
         console.print_json(json.dumps(result, default=str))
 

@@ -29,10 +29,15 @@ def run(
     config: ConfigOpt = Path("flows.yaml"),
     profile: ProfileOpt = "demo",
     overrides: SetOpt = None,
-    params: Annotated[list[str] | None, typer.Option(
-        "--param", help="a flow parameter NAME=VALUE (YAML value), e.g. --param stages=[pretrain]")] = None,
-    model: Annotated[str | None, typer.Option(
-        help="evaluate-generated: a saved model folder or a served model id")] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", help="a flow parameter NAME=VALUE (YAML value), e.g. --param stages=[pretrain]"
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="evaluate-generated: a saved model folder or a served model id")
+    ] = None,
 ) -> None:
     """Run one flow through Prefect (embedded server unless PREFECT_API_URL points at one)."""
     import inspect
@@ -95,8 +100,10 @@ def _print_result(result: dict) -> None:
     if (trained := result.get("finetune")) and trained.get("model"):
         console.print(f"Reasoning model ({trained.get('recipe')}): [bold]{trained['model']}[/bold]")
     if (reasoned := result.get("reason")) and reasoned.get("path"):
-        console.print(f"Conditional reasoning: {reasoned.get('agree')}/{reasoned.get('images')} answers agree "
-                      f"with the projector; samples: [bold]{Path(reasoned['path']) / 'samples.md'}[/bold]")
+        console.print(
+            f"Conditional reasoning: {reasoned.get('agree')}/{reasoned.get('images')} answers agree "
+            f"with the projector; samples: [bold]{Path(reasoned['path']) / 'samples.md'}[/bold]"
+        )
     elif not summary:
         console.print_json(json.dumps(result, default=str))
 
@@ -106,8 +113,10 @@ def list_flows(as_json: JsonOpt = False) -> None:
     """The flows `tinyemo run` (and `prefect deployment run FLOW/NAME`) can start, with what each does."""
     from pipelines.flows import flows
 
-    rows = [{"flow": name, "does": " ".join((f.description or "").strip().split("\n\n")[0].split())}
-            for name, f in flows().items()]
+    rows = [
+        {"flow": name, "does": " ".join((f.description or "").strip().split("\n\n")[0].split())}
+        for name, f in flows().items()
+    ]
     print_rows(rows, title="Flows", as_json=as_json)
 
 
@@ -121,18 +130,31 @@ def validate(
 
 
 @app.command()
-def status(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo",
-           as_json: JsonOpt = False) -> None:
+def status(
+    config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", as_json: JsonOpt = False
+) -> None:
     """List every store under the storage root and whether it is complete."""
     from tinyemo_core.store.inventory import inventory
 
     cfg = load(config, profile, [])
-    rows = [{"kind": e.kind, "name": e.name, "complete": e.complete, "rows": e.rows,
-             "size_mb": round(e.size_bytes / 1e6, 2), "fingerprint": e.fingerprint,
-             "produced_by": e.produced_by}
-            for e in inventory(cfg.storage_root)]
-    print_rows(rows, title=f"Stores under {cfg.storage_root}", as_json=as_json,
-               empty="no stores yet: run `tinyemo run build-dataset`")
+    rows = [
+        {
+            "kind": e.kind,
+            "name": e.name,
+            "complete": e.complete,
+            "rows": e.rows,
+            "size_mb": round(e.size_bytes / 1e6, 2),
+            "fingerprint": e.fingerprint,
+            "produced_by": e.produced_by,
+        }
+        for e in inventory(cfg.storage_root)
+    ]
+    print_rows(
+        rows,
+        title=f"Stores under {cfg.storage_root}",
+        as_json=as_json,
+        empty="no stores yet: run `tinyemo run build-dataset`",
+    )
 
 
 def _register_extensions() -> None:

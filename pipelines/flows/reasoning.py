@@ -51,7 +51,8 @@ def _exports(config: str, profile: str, overrides: list[str], cfg: RunConfig) ->
         return Path(export["dir"]), Path(export["image_root"])
     from pipelines.flows.generate_qa import generate_qa_profile
 
-    generate_qa_profile(config, profile, overrides)
+    if cfg.spec.generation is not None:  # without a generation block: exports already under instructions/
+        generate_qa_profile(config, profile, overrides)
     name = reason_stage.reasoning_dataset(cfg)
     return cfg.storage_root / "instructions" / name, Path(cfg.datasets[name].root)
 

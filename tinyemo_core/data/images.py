@@ -36,7 +36,9 @@ __all__ = [
     "decode_bytes",
     "image_id_of",
     "inspect_image",
+    "plain_jpeg_size",
     "load_rgb",
+    "read_image_bytes",
 ]
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS default
@@ -203,6 +205,32 @@ def inspect_image(path: Path, root: Path, max_pixels: int = DEFAULT_MAX_PIXELS) 
     except ImageDecodeError as exc:
         return ImageCheck(None, "quarantined", str(exc), None, None)
     return ImageCheck(image_id_of(data), "ok", None, img.width, img.height)
+
+
+def read_image_bytes(path: Path) -> bytes:
+    """The raw bytes of an image file (regular files only); raises :class:`ImageDecodeError`."""
+    return _read(Path(path), None)
+
+
+def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a baseline/progressive 3-channel JPEG (torchvision decodes it to the same RGB as
+    PIL); None for anything else, incl. CMYK/greyscale JPEGs, which take the PIL path and its colour rules."""
+    if data[:3] != b"\xff\xd8\xff":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xC0, 0xC1, 0xC2):  # SOF0/1/2: length, precision, height, width, components
+            if data[i + 9] != 3:
+                return None
+            return int.from_bytes(data[i + 7: i + 9], "big"), int.from_bytes(data[i + 5: i + 7], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2: i + 4], "big")
+    return None
 
 
 def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -86,6 +86,8 @@ def vision_fingerprint(spec: VisionEncoderSpec) -> str:
     ident = _open_clip_identity(spec) if spec.kind == "open_clip" else _hf_identity(spec)
     payload = {"kind": spec.kind, "ident": ident, "dtype": spec.dtype, "store_dtype": spec.store_dtype,
                "code": VISION_CODE_VERSION}
+    if spec.decode != "pil":  # other pixels (within docs/encoders.md's tolerance): its own store
+        payload["decode"] = spec.decode
     return hash_json(payload)[:16]
 
 

@@ -30,6 +30,10 @@ class VisionEncoderSpec(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     batch_size: int = Field(64, gt=0)
     num_workers: int = Field(0, ge=0)  # DataLoader decode workers
+    # "pil": decode + preprocess with PIL/the model's own transform (default). "torchvision": batched
+    # torchvision.io.decode_jpeg (nvJPEG on CUDA) + resize/crop/normalise as tensor ops on the encoder's
+    # device, for GPU hosts where CPU decode is the limit (open_clip encoders; docs/encoders.md "Decode").
+    decode: Literal["pil", "torchvision"] = "pil"
     store_dtype: Literal["float16", "float32"] = "float16"
     patch_tokens: bool = False  # also return patch tokens (reasoning stage, separate store)
 

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
+from prefect.filesystems import LocalFileSystem
+from prefect.results import ResultStore
 from typer.testing import CliRunner
 
 from pipelines.runtime.maintenance import collect, remove
@@ -22,10 +23,10 @@ def _age(path: Path) -> None:
 
 
 def _result(results: Path, key: str, value: object) -> Path:
-    path = results / key
-    record = ResultRecord(metadata=ResultRecordMetadata(storage_key=str(path)), result=value)
-    path.write_bytes(record.serialize())
-    return path
+    """A result record written the way Prefect writes task results (public ``ResultStore`` API)."""
+    results.mkdir(parents=True, exist_ok=True)
+    ResultStore(result_storage=LocalFileSystem(basepath=str(results))).write(value, key=key)
+    return results / key
 
 
 def _stores(root: Path) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Store commands: ``tinyemo import-features`` (bring your own feature cache)."""
+"""Store commands: ``tinyemo import-features`` (bring your own feature cache) and ``tinyemo migrate-stores``
+(format-1 stores rewritten as format 2, in place, atomically)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ from pipelines.cli.options import ConfigOpt, ProfileOpt, SetOpt, console, fail, 
 def import_features_command(
     dataset: Annotated[str, typer.Argument(help="a dataset of the profile (its images must be present)")],
     source: Annotated[Path, typer.Argument(help="a folder of <split>/<class>/<name>.pt tensors, or a .npy")],
-    encoder: Annotated[str | None, typer.Option(help="the flows.yaml encoder that produced the features "
-                                                     "(default: the profile's)")] = None,
-    table: Annotated[Path | None, typer.Option(help=".npy source: CSV/Parquet with a path and/or image_id "
-                                                    "column, one row per matrix row")] = None,
-    config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", overrides: SetOpt = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(help="the flows.yaml encoder that produced the features (default: the profile's)"),
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            help=".npy source: CSV/Parquet with a path and/or image_id column, one row per matrix row"
+        ),
+    ] = None,
+    config: ConfigOpt = Path("flows.yaml"),
+    profile: ProfileOpt = "demo",
+    overrides: SetOpt = None,
 ) -> None:
     """Import an existing feature cache as a feature store; train-projector and evaluate then extract nothing.
 
@@ -30,16 +39,57 @@ def import_features_command(
     cfg = load(config, profile, overrides)
     try:
         desc = import_features.with_options(task_runner=task_runner_from(cfg.flows.task_runner))(
-            config=str(cfg.config_path), profile=profile, overrides=overrides or [], dataset=dataset,
-            source=str(source), table=str(table) if table else None, encoder=encoder)
+            config=str(cfg.config_path),
+            profile=profile,
+            overrides=overrides or [],
+            dataset=dataset,
+            source=str(source),
+            table=str(table) if table else None,
+            encoder=encoder,
+        )
     except (FeatureImportError, ValueError, FileNotFoundError) as exc:
         raise fail(exc) from None
     keys = ("dataset", "declared_encoder", "id_source", "imported", "missing", "unmatched", "ambiguous")
     print_rows([{k: desc.get(k) for k in keys}], title="Imported features")
     if desc.get("missing"):
-        console.print(f"{desc['missing']} image(s) of {dataset} had no cached feature; "
-                      "`tinyemo run extract-features` computes exactly those")
+        console.print(
+            f"{desc['missing']} image(s) of {dataset} had no cached feature; "
+            "`tinyemo run extract-features` computes exactly those"
+        )
+
+
+def migrate_stores_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list what would be rewritten; change nothing")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    config: ConfigOpt = Path("flows.yaml"),
+    profile: ProfileOpt = "demo",
+) -> None:
+    """Rewrite format-1 feature shards and label tables as format 2 (fingerprints unchanged: nothing is
+    re-extracted or retrained; old stores also load as they are). Run while no flow writes to the stores."""
+    from tinyemo_core.store.migrate import migrate_stores
+
+    cfg = load(config, profile)
+    res = migrate_stores(cfg.storage_root, dry_run=dry_run)
+    rows = [
+        {
+            "kind": p["kind"],
+            "path": p["path"],
+            "mb": round(p["bytes"] / 1e6, 2),
+            "migrated": bool(p.get("migrated")),
+        }
+        for p in res["stores"]
+    ]
+    verb = "would rewrite (dry run)" if dry_run else "rewrote"
+    print_rows(
+        rows,
+        title=f"{verb} {len(rows)} store(s) under {cfg.storage_root}",
+        as_json=as_json,
+        empty=f"every store under {cfg.storage_root} is already format 2",
+    )
 
 
 def register(app: typer.Typer) -> None:
     app.command("import-features")(import_features_command)
+    app.command("migrate-stores")(migrate_stores_command)

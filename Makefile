@@ -35,4 +35,7 @@ bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean-stores:
-	rm -rf storage/demo_data storage/manifests storage/features storage/labels storage/runs storage/splits storage/models
+	rm -rf storage/demo_data storage/manifests storage/features storage/labels storage/runs storage/splits \
+	  storage/models storage/generations storage/instructions storage/finetune storage/reasoning \
+	  storage/experiments storage/answers storage/evaluations storage/activations storage/emotic \
+	  storage/emotic_boxes storage/imports storage/backbones.yaml

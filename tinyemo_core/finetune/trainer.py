@@ -299,6 +299,9 @@ def train_model(
     start = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():  # under `accelerate launch` (DDP) only rank 0 writes the outputs
+        return {"steps": int(trainer.state.global_step), "rank": trainer.args.process_index}
     _save_final(trainer.model, processor, output_dir / "model")
     logged = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     loss_curve_png(logged, output_dir / "loss_curve.png")

@@ -93,6 +93,9 @@ class StageSpec(BaseModel):
     train: TrainArgs
     shuffle_records: bool = True  # §III-A: tasks in random order (seeded by train.seed)
     max_records: int | None = Field(None, ge=1)  # first N after shuffling (demo)
+    # emovit: which EmoVIT record kinds train (the data-type ablation: [categorical] -> + conversation ->
+    # + reasoning, EmoVIT Table 5); None = every kind in the export
+    record_kinds: list[Literal["categorical", "conversation", "reasoning"]] | None = Field(None, min_length=1)
 
 
 def _pretrain() -> StageSpec:

@@ -135,9 +135,14 @@ def run_stage(
         width = model.config.vision_config.hidden_size
         patches = PatchLookup.from_stores(patch_sources, image_root, width, {r["image"] for r in records})
         use_cached_patches(model)
-    ds = recipe.dataset(
-        records, processor, Path(image_root), stage, max_length=spec.model.max_length, patches=patches
-    )
+    extra: dict[str, Any] = {}
+    if sspec.record_kinds:
+        if spec.recipe != "emovit":
+            raise ValueError(f"reasoning.{stage}.record_kinds selects EmoVIT record kinds; recipe "
+                             f"{spec.recipe!r} has none (remove it)")
+        extra["kinds"] = sspec.record_kinds
+    ds = recipe.dataset(records, processor, Path(image_root), stage, max_length=spec.model.max_length,
+                        patches=patches, **extra)
     train_model(
         model,
         ds,

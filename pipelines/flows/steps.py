@@ -247,6 +247,7 @@ def ensure_training(cfg: RunConfig, manifests: dict, stores: dict, label_desc: d
         spec=cfg.spec.training,
         out_dir=out_dir,
         on_epoch=on_epoch,
+        memory_cap_mb=cfg.spec.memory_cap_mb,
     )
     create_table_artifact(
         [{k: v for k, v in desc.items() if isinstance(v, int | float | str)}],
@@ -284,6 +285,7 @@ def ensure_evaluation(
         label_table=label_desc["table"],
         out_dir=out_dir,
         tsne=cfg.spec.evaluation.tsne,
+        memory_cap_mb=cfg.spec.memory_cap_mb,
     )
     publish_report(desc)
     return desc

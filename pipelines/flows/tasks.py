@@ -63,12 +63,12 @@ def embed_vocabulary_task(key: str, fingerprint: str, spec, backbone_name: str, 
 @task(name="train-projector", **CACHED)
 @recorded
 def train_task(
-    key: str, held_in, manifests, stores, label_table: str, spec, out_dir: Path, on_epoch=None
+    key: str, held_in, manifests, stores, label_table: str, spec, out_dir: Path, on_epoch=None,
+    memory_cap_mb: int | None = None,
 ) -> dict:
     with DeviceMonitor() as monitor:
-        desc = train_stage.train(
-            held_in, manifests, stores, label_table, spec, out_dir, progress=False, on_epoch=on_epoch
-        )
+        desc = train_stage.train(held_in, manifests, stores, label_table, spec, out_dir, progress=False,
+                                 on_epoch=on_epoch, memory_cap_mb=memory_cap_mb)
     return {**desc, **monitor.summary()}
 
 
@@ -85,7 +85,7 @@ def evaluate_task(
     label_table: str,
     out_dir: Path,
     tsne: bool,
+    memory_cap_mb: int | None = None,
 ) -> dict:
-    return evaluate_stage.evaluate(
-        run_dir, which, datasets, roles, manifests, stores, label_table, out_dir, tsne=tsne
-    )
+    return evaluate_stage.evaluate(run_dir, which, datasets, roles, manifests, stores, label_table, out_dir,
+                                   tsne=tsne, memory_cap_mb=memory_cap_mb)

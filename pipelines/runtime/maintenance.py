@@ -69,7 +69,7 @@ def _paths_in(value: Any) -> list[Path]:
 
 
 def _shard_names(storage_roots: list[Path]) -> set[str]:
-    return {p.name for root in storage_roots for p in (root / "features").glob("*/*/*.parquet")}
+    return {p.name for root in storage_roots for p in (root / "features").glob("*/*/part-*")}
 
 
 def unneeded_results(results_dir: Path, storage_roots: list[Path]) -> list[Garbage]:

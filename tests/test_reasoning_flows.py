@@ -16,6 +16,27 @@ def _mtimes(root: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
 
 
+def _patch_store(config: Path) -> None:
+    """A complete patch store for demo_webemo shaped like the tiny reasoner's tower (16 tokens x 32)."""
+    import numpy as np
+
+    from tinyemo_core.config import load_config
+    from tinyemo_core.stages import features, ingest
+    from tinyemo_core.store.manifests import read_manifest
+
+    cfg = load_config(config, "demo")
+    plan = ingest.plan("demo_webemo", cfg.datasets["demo_webemo"], cfg.storage_root)
+    table = read_manifest(plan.path, ok_only=True)
+    store = features.open_store(cfg.storage_root, cfg.encoder_name, "demo_webemo",
+                                features.encoder_fingerprint(cfg.encoder), "patches")
+    ids = table["image_id"].to_pylist()
+    vectors = np.random.default_rng(0).standard_normal((len(ids), 16 * 32)).astype(np.float32)
+    shards = [store.write_shard(p.name, p.image_ids, vectors[[ids.index(i) for i in p.image_ids]],
+                                np.arange(len(p.image_ids)), {})
+              for p in store.plan(zip(ids, table["path"].to_pylist(), strict=True), 64)]
+    store.commit(shards)
+
+
 def test_full_pipeline_then_warm_rerun_and_reason_cli(tmp_path: Path, prefect_harness) -> None:
     from conftest import write_small_config
     from typer.testing import CliRunner
@@ -41,5 +62,14 @@ def test_full_pipeline_then_warm_rerun_and_reason_cli(tmp_path: Path, prefect_ha
     assert out.exit_code == 0, out.output
     rows = json.loads(out.output[out.output.index("{"):])["rows"]
     assert len(rows) == 2 and all(r["projector_label"] for r in rows)
+    # reasoning.patch_encoder: a complete patch-token store for the exports' dataset feeds training instead
+    # of the live ViT (default on when complete); it is part of each stage's fingerprint
+    _patch_store(config)
+    cached = finetune_reasoning(config=str(config), profile="demo",
+                                overrides=["reasoning.patch_encoder=demo-tiny-clip"])
+    assert all(s["computed"] for s in cached["stages"].values())
+    assert cached["model"] != first["finetune"]["model"]
+    with pytest.raises(ValueError, match="reasoning.patch_encoder"):
+        finetune_reasoning(config=str(config), profile="demo", overrides=["reasoning.patch_encoder=nope"])
     with pytest.raises(ValueError, match="reasoning is not set"):
         finetune_reasoning(config=str(config), profile="demo", overrides=["reasoning=null"])

@@ -57,9 +57,32 @@ def _exports(config: str, profile: str, overrides: list[str], cfg: RunConfig) ->
     return cfg.storage_root / "instructions" / name, Path(cfg.datasets[name].root)
 
 
+def _patch_sources(cfg: RunConfig, spec) -> list | None:
+    """(patch store, manifest, dataset root) of the exports' dataset for ``reasoning.patch_encoder``; the
+    stage uses it when complete (``cached_patches: auto``), else runs the live ViT."""
+    if spec.patch_encoder is None:
+        return None
+    from tinyemo_core.stages import features
+
+    if spec.patch_encoder not in cfg.flows.encoders:
+        raise ValueError(
+            f"reasoning.patch_encoder: unknown encoder {spec.patch_encoder!r} "
+            f"(known: {', '.join(cfg.flows.encoders)})"
+        )
+    name = reason_stage.reasoning_dataset(cfg)
+    enc = cfg.flows.encoders[spec.patch_encoder]
+    store = features.open_store(
+        cfg.storage_root, spec.patch_encoder, name, features.encoder_fingerprint(enc), "patches"
+    )
+    manifest = ensure_manifests(cfg)[name]["manifest"]
+    return [(store, Path(manifest), Path(cfg.datasets[name].root))]
+
+
 @task(name="finetune-stage")
 @recorded
-def finetune_stage_task(storage_root: Path, spec, export_dir: Path, image_root: Path, stage: str) -> dict:
+def finetune_stage_task(
+    storage_root: Path, spec, export_dir: Path, image_root: Path, stage: str, patch_sources=None
+) -> dict:
     progress = ThrottledProgress(f"finetune-{stage}-progress", f"Fine-tuning stage {stage} (steps %)")
 
     def on_progress(p: dict) -> None:
@@ -74,7 +97,13 @@ def finetune_stage_task(storage_root: Path, spec, export_dir: Path, image_root: 
 
     with DeviceMonitor() as monitor:
         desc = finetune_stage.run_stage(
-            storage_root, spec, export_dir, image_root, stage, on_progress=on_progress
+            storage_root,
+            spec,
+            export_dir,
+            image_root,
+            stage,
+            patch_sources=patch_sources,
+            on_progress=on_progress,
         )
     return {**desc, **monitor.summary()}
 
@@ -93,14 +122,15 @@ def finetune_reasoning(
     if bad := [s for s in chosen if s not in spec.stages]:
         raise ValueError(f"stages {bad} are not in reasoning.stages {spec.stages}")
     export_dir, image_root = _exports(config, profile, overrides or [], cfg)
+    sources = _patch_sources(cfg, spec)
     tags = gpu_tags("auto", cfg.flows.gpu.tag)
     out, rows = {}, []
     for stage in [s for s in spec.stages if s in chosen]:
-        plan = finetune_stage.plan_stage(cfg.storage_root, spec, export_dir, stage)
+        plan = finetune_stage.plan_stage(cfg.storage_root, spec, export_dir, stage, patch_sources=sources)
         if plan.complete:
             get_run_logger().info("finetune %s: %s is complete; nothing trained", stage, plan.path)
         desc = finetune_stage_task.with_options(tags=tags)(
-            cfg.storage_root, spec, export_dir, image_root, stage
+            cfg.storage_root, spec, export_dir, image_root, stage, sources
         )
         out[stage] = desc
         rows.append(

@@ -133,6 +133,9 @@ class ReasoningSpec(BaseModel):
     pretrain: StageSpec = Field(default_factory=_pretrain)
     finetune: StageSpec = Field(default_factory=_finetune)
     cached_patches: Literal["auto", "on", "off"] = "auto"  # auto: on when the patch store is complete
+    # the flows.yaml encoder whose patch-token store (features/<encoder>.patches/<dataset>/, extracted with
+    # patch_tokens: true) holds the reasoner's vision-tower outputs; None = always run the live ViT
+    patch_encoder: str | None = None
     reason: ReasonSpec = ReasonSpec()
 
     def stage(self, name: Stage) -> StageSpec:

@@ -57,4 +57,15 @@ def read_abstract(root: Path) -> AdapterResult:
     return result
 
 
-ADAPTER = Adapter("abstract", "mikels8", read_abstract, f"Abstract: {CSV_NAME} vote counts, argmax label")
+def check_abstract(root: Path) -> list[str]:
+    """The vote CSV in the root or one folder down (the reader searches the whole tree; this stays cheap)."""
+    if not root.is_dir():
+        return [f"expected a folder at {root}"]
+    if (root / CSV_NAME).is_file() or any((d / CSV_NAME).is_file() for d in root.iterdir() if d.is_dir()):
+        return []
+    return [f"expected {CSV_NAME} (per-class vote counts) under {root}"]
+
+
+ADAPTER = Adapter(
+    "abstract", "mikels8", read_abstract, f"Abstract: {CSV_NAME} vote counts, argmax label", check_abstract
+)

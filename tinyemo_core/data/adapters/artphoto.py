@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from ..images import IMAGE_EXTENSIONS
 from .base import Adapter, AdapterResult, SampleRecord, iter_image_files, label_or_none
 
 
@@ -20,4 +22,16 @@ def read_artphoto(root: Path) -> AdapterResult:
     return result
 
 
-ADAPTER = Adapter("artphoto", "mikels8", read_artphoto, "ArtPhoto: flat folder, <label>_<n>.jpg")
+def check_artphoto(root: Path) -> list[str]:
+    if not root.is_dir():
+        return [f"expected a folder at {root}"]
+    with os.scandir(root) as entries:
+        if any(e.is_file() and "_" in e.name and Path(e.name).suffix.lower() in IMAGE_EXTENSIONS
+               for e in entries):
+            return []
+    return [f"expected <label>_<n>.jpg images directly in {root}"]
+
+
+ADAPTER = Adapter(
+    "artphoto", "mikels8", read_artphoto, "ArtPhoto: flat folder, <label>_<n>.jpg", check_artphoto
+)

@@ -18,8 +18,11 @@ __all__ = [
     "AdapterResult",
     "DatasetLayoutError",
     "SampleRecord",
+    "has_subfolders",
     "iter_image_files",
     "label_or_none",
+    "missing",
+    "one_of",
     "normalise_split",
     "relative_path",
 ]
@@ -71,14 +74,22 @@ class AdapterResult:
         return Counter(r.labels[0] for r in self.records)
 
 
+def root_is_folder(root: Path) -> list[str]:
+    """The default layout check: the root is a folder."""
+    return [] if root.is_dir() else [f"expected a folder at {root}"]
+
+
 @dataclass(frozen=True)
 class Adapter:
-    """A dataset layout: ``read(root)`` lists its samples; ``taxonomy`` is the default label set."""
+    """A dataset layout: ``read(root)`` lists its samples; ``taxonomy`` is the default label set;
+    ``check(root)`` says cheaply (no walk over the images) what the layout needs that ``root`` lacks, one
+    message per missing file or folder (empty when it looks right; ``tinyemo check`` prints them)."""
 
     name: str
     taxonomy: str
     read: Callable[[Path], AdapterResult]
     description: str
+    check: Callable[[Path], list[str]] = root_is_folder
 
 
 def normalise_split(name: str) -> str:
@@ -121,6 +132,39 @@ def relative_path(root: Path, raw: str | Path) -> str:
             except ValueError:
                 return p.as_posix()
     return p.as_posix()
+
+
+def missing(root: Path, *required: str) -> list[str]:
+    """One message per path in ``required`` (relative to ``root``; a trailing ``/`` means a folder) that is
+    not there; checks the root itself first."""
+    if not root.is_dir():
+        return [f"expected a folder at {root}"]
+    out = []
+    for rel in required:
+        path = root / rel.rstrip("/")
+        ok = path.is_dir() if rel.endswith("/") else path.is_file()
+        if not ok:
+            out.append(f"expected {'folder' if rel.endswith('/') else 'file'} {rel} under {root}")
+    return out
+
+
+def one_of(root: Path, *alternatives: str) -> list[str]:
+    """Empty when at least one of ``alternatives`` (files relative to ``root``) exists, else one message."""
+    if not root.is_dir():
+        return [f"expected a folder at {root}"]
+    if any((root / rel).is_file() for rel in alternatives):
+        return []
+    return [f"expected one of {', '.join(alternatives)} under {root}"]
+
+
+def has_subfolders(folder: Path, what: str) -> list[str]:
+    """Empty when ``folder`` holds at least one visible sub-folder (e.g. a class folder)."""
+    if not folder.is_dir():
+        return [f"expected {what} at {folder}"]
+    with os.scandir(folder) as entries:
+        if any(e.is_dir() and not e.name.startswith(".") for e in entries):
+            return []
+    return [f"expected {what} at {folder}, found no sub-folders"]
 
 
 def require(path: Path, what: str, layout: str) -> Path:

@@ -9,7 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import Adapter, AdapterResult, DatasetLayoutError, SampleRecord, label_or_none, relative_path
+from .base import (
+    Adapter,
+    AdapterResult,
+    DatasetLayoutError,
+    SampleRecord,
+    label_or_none,
+    missing,
+    one_of,
+    relative_path,
+)
 
 SPLIT_FILES = {"train": "train.json", "val": "val.json", "test": "test.json"}
 
@@ -54,4 +63,10 @@ def read_emoset(root: Path) -> AdapterResult:
     return result
 
 
-ADAPTER = Adapter("emoset", "mikels8", read_emoset, "EmoSet: {train,val,test}.json + annotation/<cls>/*.json")
+def check_emoset(root: Path) -> list[str]:
+    return one_of(root, *SPLIT_FILES.values()) or missing(root, "image/", "annotation/")
+
+
+ADAPTER = Adapter(
+    "emoset", "mikels8", read_emoset, "EmoSet: {train,val,test}.json + annotation/<cls>/*.json", check_emoset
+)

@@ -244,15 +244,28 @@ def _find(root: Path, names: list[str]) -> dict[str, Path]:
     return {}
 
 
+_CSV_PATTERNS = ["annotations/{s}.csv", "annotations/annot_arrs_{s}.csv", "annot_arrs_{s}.csv",
+                 "annots_arrs/annot_arrs_{s}.csv", "{s}.csv"]
+_JSON_PATTERNS = ["annotations/{s}.json"]
+
+
+def check_emotic(root: Path) -> list[str]:
+    if not root.is_dir():
+        return [f"expected a folder at {root}"]
+    if any((root / n).is_file() for n in _MAT_NAMES) or _find(root, _CSV_PATTERNS + _JSON_PATTERNS):
+        return []
+    return [f"expected Annotations/Annotations.mat (the official release), annotations/{{train,val,test}}"
+            f".csv or annotations/{{train,val,test}}.json under {root}"]
+
+
 def read_emotic(root: Path) -> AdapterResult:
     result = AdapterResult([], root)
     mat = next((root / n for n in _MAT_NAMES if (root / n).is_file()), None)
     if mat is not None:
         images, fmt = _read_mat(mat, root), "Annotations.mat"
-    elif files := _find(root, ["annotations/{s}.csv", "annotations/annot_arrs_{s}.csv", "annot_arrs_{s}.csv",
-                               "annots_arrs/annot_arrs_{s}.csv", "{s}.csv"]):
+    elif files := _find(root, _CSV_PATTERNS):
         images, fmt = _read_csv(files, root), "csv"
-    elif files := _find(root, ["annotations/{s}.json"]):
+    elif files := _find(root, _JSON_PATTERNS):
         images, fmt = _read_json(files), "json"
     else:
         raise DatasetLayoutError(
@@ -270,4 +283,5 @@ def read_emotic(root: Path) -> AdapterResult:
 ADAPTER = Adapter(
     "emotic", "emotic26", read_emotic,
     "EMOTIC: Annotations.mat, CSV conversion or annotations/*.json; multi-label, every person kept",
+    check_emotic,
 )

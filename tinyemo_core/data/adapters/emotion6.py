@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Adapter, AdapterResult, require
+from .base import Adapter, AdapterResult, has_subfolders, require
 from .class_folders import read_class_folders
 
 
@@ -16,4 +16,8 @@ def read_emotion6(root: Path) -> AdapterResult:
     return result
 
 
-ADAPTER = Adapter("emotion6", "ekman6", read_emotion6, "Emotion6: images/<cls>/*, no split")
+def check_emotion6(root: Path) -> list[str]:
+    return has_subfolders(root / "images", "an images/<class>/ folder")
+
+
+ADAPTER = Adapter("emotion6", "ekman6", read_emotion6, "Emotion6: images/<cls>/*, no split", check_emotion6)

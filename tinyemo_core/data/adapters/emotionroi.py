@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Adapter, AdapterResult, SampleRecord, iter_image_files, label_or_none, require
+from .base import (
+    Adapter,
+    AdapterResult,
+    SampleRecord,
+    has_subfolders,
+    iter_image_files,
+    label_or_none,
+    missing,
+    require,
+)
 
 SPLIT_LISTS = {"train": "training.txt", "test": "testing.txt"}
 
@@ -42,6 +51,13 @@ def read_emotionroi(root: Path) -> AdapterResult:
     return result
 
 
+def check_emotionroi(root: Path) -> list[str]:
+    return missing(root, *(f"training_testing_split/{n}" for n in SPLIT_LISTS.values())) or has_subfolders(
+        root / "images", "an images/<class>/ folder"
+    )
+
+
 ADAPTER = Adapter(
-    "emotionroi", "ekman6", read_emotionroi, "EmotionROI: images/<cls>/* + training_testing_split/*.txt"
+    "emotionroi", "ekman6", read_emotionroi, "EmotionROI: images/<cls>/* + training_testing_split/*.txt",
+    check_emotionroi,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Adapter, AdapterResult
+from .base import Adapter, AdapterResult, has_subfolders
 from .class_folders import read_class_folders
 
 
@@ -15,4 +15,8 @@ def read_fi(root: Path) -> AdapterResult:
     return result
 
 
-ADAPTER = Adapter("fi", "mikels8", read_fi, "FI: <cls>/*, no split")
+def check_fi(root: Path) -> list[str]:
+    return has_subfolders(root, "a folder of <class>/ folders")
+
+
+ADAPTER = Adapter("fi", "mikels8", read_fi, "FI: <cls>/*, no split", check_fi)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from .base import (
     AdapterResult,
     DatasetLayoutError,
     SampleRecord,
+    has_subfolders,
     label_or_none,
     normalise_split,
     relative_path,
@@ -98,6 +100,29 @@ def read_jsonl(root: Path) -> AdapterResult:
     return result
 
 
-IMAGEFOLDER = Adapter("imagefolder", "open", read_imagefolder, "ImageFolder: [<split>/]<class>/*")
-CSV = Adapter("csv", "open", read_csv, "CSV: path,label[,split] (+ attribute columns)")
-JSONL = Adapter("jsonl", "open", read_jsonl, "JSONL: {path, label|labels, split?, ...}")
+def _check_annotation_file(suffix: str) -> Callable[[Path], list[str]]:
+    def check(root: Path) -> list[str]:
+        if root.is_file():
+            return []
+        if not root.is_dir():
+            return [f"expected a *{suffix} file, or a folder holding one, at {root}"]
+        try:
+            _annotation_file(root, suffix)
+        except DatasetLayoutError as exc:
+            return [str(exc)]
+        return []
+
+    return check
+
+
+def check_imagefolder(root: Path) -> list[str]:
+    return has_subfolders(root, "a folder of [<split>/]<class>/ folders")
+
+
+IMAGEFOLDER = Adapter(
+    "imagefolder", "open", read_imagefolder, "ImageFolder: [<split>/]<class>/*", check_imagefolder
+)
+CSV = Adapter("csv", "open", read_csv, "CSV: path,label[,split] (+ attribute columns)",
+              _check_annotation_file(".csv"))
+JSONL = Adapter("jsonl", "open", read_jsonl, "JSONL: {path, label|labels, split?, ...}",
+                _check_annotation_file(".jsonl"))

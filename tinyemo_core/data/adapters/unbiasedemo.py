@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Adapter, AdapterResult, require
+from .base import Adapter, AdapterResult, has_subfolders, require
 from .class_folders import read_class_folders
 
 
@@ -16,4 +16,11 @@ def read_unbiasedemo(root: Path) -> AdapterResult:
     return result
 
 
-ADAPTER = Adapter("unbiasedemo", "unbiased6", read_unbiasedemo, "UnbiasedEmo: images/<emotion>/<subject>/*")
+def check_unbiasedemo(root: Path) -> list[str]:
+    return has_subfolders(root / "images", "an images/<emotion>/<subject>/ folder")
+
+
+ADAPTER = Adapter(
+    "unbiasedemo", "unbiased6", read_unbiasedemo, "UnbiasedEmo: images/<emotion>/<subject>/*",
+    check_unbiasedemo,
+)

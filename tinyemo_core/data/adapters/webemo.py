@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Adapter, AdapterResult, DatasetLayoutError, normalise_split
+from .base import Adapter, AdapterResult, DatasetLayoutError, has_subfolders, normalise_split
 from .class_folders import read_class_folders
 
 
@@ -26,4 +26,15 @@ def read_webemo(root: Path) -> AdapterResult:
     return result
 
 
-ADAPTER = Adapter("webemo", "parrott25", read_webemo, "WEBEmo: {train,validation,test}/<class>/*")
+def check_webemo(root: Path) -> list[str]:
+    if not root.is_dir():
+        return [f"expected a folder at {root}"]
+    found = [d for d in ("train", "validation", "val", "test") if (root / d).is_dir()]
+    if not found:
+        return [f"expected train/, validation/ and test/ folders of <class>/ folders under {root}"]
+    return [p for d in found for p in has_subfolders(root / d, f"class folders in {d}/")]
+
+
+ADAPTER = Adapter(
+    "webemo", "parrott25", read_webemo, "WEBEmo: {train,validation,test}/<class>/*", check_webemo
+)

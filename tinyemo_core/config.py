@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from tinyemo_core.data.adapters import ADAPTERS
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
@@ -94,6 +94,15 @@ class ProfileSpec(Strict):
     interpret: InterpretSpec | None = None  # neuron atlas / ablation / bias report (docs/interpretability.md)
     grid: GridSpec | None = None  # default encoders/backbones of encoder-backbone-grid (Table IV)
     reasoning: ReasoningSpec | None = None  # fine-tuning + conditional reasoning (docs/reasoning.md)
+
+    @model_validator(mode="after")
+    def _trained_as_run(self) -> ProfileSpec:
+        """A TinyEmo stage-2 model must be trained on the prompt it is run with (§III-C, Eq. 5)."""
+        from tinyemo_core.finetune.spec import conditional_mismatch
+
+        if problem := conditional_mismatch(self.reasoning, self.generation):
+            raise ValueError(problem)
+        return self
 
 
 class FlowsFile(Strict):

@@ -1,7 +1,8 @@
 """Typed settings of fine-tuning: the shared trainer's arguments and the ``reasoning:`` block of flows.yaml.
 
-Paper defaults (TinyEmo §III-C, following TinyLLaVA): stage 1 "pretrain" trains the connector only, lr 1e-3,
-1 epoch, 3 % warm-up, cosine; stage 2 "finetune" trains connector + LLM, lr 2e-5, 1 epoch, cosine.
+Stage defaults: stage 1 "pretrain" trains the connector only, stage 2 "finetune" the connector + LLM (TinyEmo
+§III-C names the two stages and what each trains). The paper gives no stage hyper-parameters: lr 1e-3 / 2e-5,
+1 epoch, 3 % warm-up and a cosine schedule are LLaVA-1.5's / TinyLLaVA Factory's defaults, used here as ours.
 No torch import here: flows.yaml validation stays cheap.
 """
 
@@ -94,7 +95,7 @@ class StageSpec(BaseModel):
     shuffle_records: bool = True  # §III-A: tasks in random order (seeded by train.seed)
     max_records: int | None = Field(None, ge=1)  # first N after shuffling (demo)
     # emovit: which EmoVIT record kinds train (the data-type ablation: [categorical] -> + conversation ->
-    # + reasoning, EmoVIT Table 5); None = every kind in the export
+    # + reasoning, EmoVIT §4.3.1 / Table 2); None = every kind in the export
     record_kinds: list[Literal["categorical", "conversation", "reasoning"]] | None = Field(None, min_length=1)
 
 
@@ -136,7 +137,38 @@ class ReasoningSpec(BaseModel):
     # the flows.yaml encoder whose patch-token store (features/<encoder>.patches/<dataset>/, extracted with
     # patch_tokens: true) holds the reasoner's vision-tower outputs; None = always run the live ViT
     patch_encoder: str | None = None
+    # TinyEmo Fig. 9 compares two TRAINED models: "normal" (trained to classify and reason, no label in the
+    # prompt) vs "conditional" (the stage-2 model above). When set, a second stage-2 model is trained from the
+    # same stage-1 model on this export (default: the EmoReason records without the conditional line) and
+    # comparison.md puts its unconditioned answers beside the conditional model's (docs/reasoning.md).
+    normal: StageSpec | None = None
     reason: ReasonSpec = ReasonSpec()
 
     def stage(self, name: Stage) -> StageSpec:
         return self.pretrain if name == "pretrain" else self.finetune
+
+
+def conditional_mismatch(reasoning: ReasoningSpec | None, generation: object | None) -> str | None:
+    """Why the stage-2 TinyEmo model would be trained on one prompt and run with another, or None.
+
+    Conditional reasoning (TinyEmo §III-C, Eq. 5; Appendix A-B) runs the model with "Important: note that the
+    correct label is <label>." in the prompt; its EmoReason training records carry that line only when
+    ``generation.conditional`` is true (``emoreason_*.json``; ``emoreason_normal_*.json`` never do)."""
+    if reasoning is None or reasoning.recipe != "tinyemo" or "finetune" not in reasoning.stages:
+        return None
+    if generation is None or getattr(generation, "mode", "tinyemo") != "tinyemo":
+        return None  # exports made elsewhere: nothing to compare against
+    export = reasoning.finetune.export
+    if not export.startswith("emoreason"):
+        return None
+    trained = bool(getattr(generation, "conditional", False)) and not export.startswith("emoreason_normal")
+    if trained == reasoning.reason.condition:
+        return None
+    if reasoning.reason.condition:
+        return (f"reasoning.reason.condition is true but the stage-2 export {export!r} has no "
+                "conditional-reasoning line: the model would be trained 'normal' and run 'conditional'. Set "
+                "generation.conditional: true (TinyEmo §III-C, Appendix A-B) or reasoning.reason.condition: "
+                "false")
+    return (f"reasoning.reason.condition is false but the stage-2 export {export!r} carries the "
+            "conditional-reasoning line; train on emoreason_normal_<split> or set "
+            "reasoning.reason.condition: true")

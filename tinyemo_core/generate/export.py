@@ -183,6 +183,9 @@ def export_all(
 ) -> dict[str, Any]:
     """Write ``<kind>_<split>.json`` files; return paths, per-split statistics and chains left out.
 
+    With ``conditional`` the ``emoreason`` files carry the conditional-reasoning line with the image's TRUE
+    label (TinyEmo Appendix A-B; at inference the projector's top-1 label takes its place, Eq. 5) and
+    ``emoreason_normal`` files hold the same records without it (Fig. 9's "normal" model trains on those).
     The external set (if any) is merged into every EmoReason file's ``train`` split.
     """
     kinds = (
@@ -193,8 +196,10 @@ def export_all(
         if mode == "tinyemo"
         else {"emovit": emovit_records(results, labels, image_root)}
     )
-    if external is not None and "emoreason" in kinds:
-        kinds["emoreason"] += [
+    if mode == "tinyemo" and conditional:
+        kinds["emoreason_normal"] = emoreason_records(results, labels, image_root, False)
+    for kind in [k for k in ("emoreason", "emoreason_normal") if external is not None and k in kinds]:
+        kinds[kind] += [
             (
                 r,
                 {

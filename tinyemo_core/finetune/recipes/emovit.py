@@ -7,7 +7,8 @@ the LLM and the real MiniLM WordPiece vocabulary for the BERT-style Q-Former tok
 
 Trainable: the Q-Former, its 32 query tokens and the language projection (what LAVIS's InstructBLIP trains);
 the image encoder and the LLM are frozen. Data: the EmoVIT exports (``emovit_records``; record ids end in
-``-categorical`` / ``-conversation`` / ``-reasoning``), ``kinds`` picks the data types (§4.3.3 ablation).
+``-categorical`` / ``-conversation`` / ``-reasoning``), ``kinds`` picks the data types (the ablation of
+§4.3.1 / Table 2).
 Each question/answer pair is one item, as InstructBLIP trains (an instruction and one output): the
 instruction is the LLM prompt AND the Q-Former's text input; the loss covers the answer tokens + eos only
 (LAVIS ``blip2_vicuna_instruct``: query tokens, instruction and padding get -100).

@@ -16,20 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from tinyemo_core.data.adapters import ADAPTERS
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
+from tinyemo_core.errors import ConfigError
 from tinyemo_core.finetune.spec import ReasoningSpec
 from tinyemo_core.generate.spec import GenerationSpec
 from tinyemo_core.interpret.spec import InterpretSpec
 from tinyemo_core.judge.spec import EvaluateGeneratedSpec
 from tinyemo_core.ops_spec import NAME_PATTERN, DeploymentSpec, GpuSpec, TaskRunnerSpec
 from tinyemo_core.projector.spec import TrainingSpec
+from tinyemo_core.registry import backbones
 
 LAYOUTS = tuple(ADAPTERS)  # one adapter per published layout + generic folders/CSV/JSONL
 TOP_LEVEL_KEYS = ("storage_root", "encoders", "backbones", "datasets", "deployments", "task_runner", "gpu",
                   "profiles")
-
-
-class ConfigError(ValueError):
-    """A flows.yaml problem; the message lists every offending field by its path."""
 
 
 class Strict(BaseModel):
@@ -194,8 +192,6 @@ def load_config(
     where = f"profiles.{profile}"
     base = path.parent
     storage_root = _resolve_path(base, flows.storage_root)
-    from tinyemo_core.registry import backbones
-
     known_backbones = backbones(flows, storage_root)  # flows.yaml + `tinyemo backbone add` entries
     problems = []
     if spec.encoder not in flows.encoders:

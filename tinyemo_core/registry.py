@@ -12,15 +12,21 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import yaml
 
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
+from tinyemo_core.errors import ConfigError
 from tinyemo_core.store.atomic import write_atomic
 
-if TYPE_CHECKING:
-    from tinyemo_core.config import FlowsFile
+
+class FlowsFile(Protocol):
+    """What the registry reads of a validated flows.yaml (:class:`tinyemo_core.config.FlowsFile`)."""
+
+    encoders: dict[str, VisionEncoderSpec]
+    backbones: dict[str, BackboneSpec]
+
 
 REGISTRY_FILE = "backbones.yaml"
 
@@ -94,8 +100,6 @@ def resolve_backbone(name_or_path: str, flows: FlowsFile, name: str | None = Non
     Order: a backbone named in flows.yaml, an existing local folder (a checkpoint with ``*.safetensors``),
     then a hub id (``org/model``) or a ``random:``/``package:`` source.
     """
-    from tinyemo_core.config import ConfigError
-
     if name_or_path in flows.backbones:
         return name or name_or_path, flows.backbones[name_or_path].model_copy(deep=True)
     local = Path(name_or_path).expanduser()

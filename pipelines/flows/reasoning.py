@@ -136,13 +136,43 @@ def finetune_reasoning(
         rows.append(
             {"stage": stage, **{k: v for k, v in desc.items() if isinstance(v, int | float | str | bool)}}
         )
+    normal = finetune_stage.normal_spec(spec) if "finetune" in chosen else None
+    normal_desc = None
+    if normal is not None:  # TinyEmo Fig. 9: the "normal" model, stage 2 from the same stage-1 model
+        normal_desc = finetune_stage_task.with_options(tags=tags)(
+            cfg.storage_root, normal, export_dir, image_root, "finetune", sources
+        )
+        rows.append({"stage": "finetune (normal, Fig. 9)",
+                     **{k: v for k, v in normal_desc.items() if isinstance(v, int | float | str | bool)}})
     create_table_artifact(rows, key="finetune-reasoning", description=f"Fine-tuning ({spec.recipe})")
-    return {"recipe": spec.recipe, "stages": out, "model": out[chosen[-1]]["model"] if chosen else None}
+    return {"recipe": spec.recipe, "stages": out, "model": out[chosen[-1]]["model"] if chosen else None,
+            "normal_model": normal_desc["model"] if normal_desc else None}
+
+
+def _profile_models(cfg: RunConfig, spec) -> tuple[Path | None, Path | None]:
+    """(stage-2 model, Fig. 9 normal model) of the profile when trained, by plan (not "latest": the normal
+    model is a stage-2 model too); (None, None) when the exports are not there to plan from."""
+    from tinyemo_core.store import finetune as finetune_store
+
+    export_dir = cfg.storage_root / "instructions" / reason_stage.reasoning_dataset(cfg)
+    sources = _patch_sources(cfg, spec)
+    try:
+        main = finetune_stage.plan_stage(cfg.storage_root, spec, export_dir, spec.stages[-1],
+                                         patch_sources=sources)
+        normal_spec = finetune_stage.normal_spec(spec)
+        normal = (finetune_stage.plan_stage(cfg.storage_root, normal_spec, export_dir, "finetune",
+                                            patch_sources=sources)
+                  if normal_spec is not None else None)
+    except FileNotFoundError:
+        return None, None
+    return (finetune_store.model_dir(main.path) if main.complete else None,
+            finetune_store.model_dir(normal.path) if normal is not None and normal.complete else None)
 
 
 @task(name="reason")
 @recorded
-def reason_task(cfg: RunConfig, dataset: str, run_dir: Path, model_dir: Path | None, spec) -> dict:
+def reason_task(cfg: RunConfig, dataset: str, run_dir: Path, model_dir: Path | None, spec,
+                normal_dir: Path | None = None) -> dict:
     progress = ThrottledProgress("reason-progress", f"Conditional reasoning on {dataset}")
 
     def on_progress(p: dict) -> None:
@@ -150,7 +180,7 @@ def reason_task(cfg: RunConfig, dataset: str, run_dir: Path, model_dir: Path | N
             progress(p.get("done", 0), p["total"])
 
     with DeviceMonitor() as monitor:
-        desc = reason_stage.reason_split(cfg, dataset, run_dir, model_dir, spec, on_progress)
+        desc = reason_stage.reason_split(cfg, dataset, run_dir, model_dir, spec, on_progress, normal_dir)
     return {**desc, **monitor.summary()}
 
 
@@ -174,7 +204,8 @@ def reason(
     stores = ensure_features(cfg, manifests)
     labels = ensure_labels(cfg, manifests)
     run_dir = Path(ensure_training(cfg, manifests, stores, labels)["run_dir"])
-    model_dir = Path(reasoner) if reasoner else latest_model(cfg.storage_root, spec.recipe)
+    planned, normal_dir = _profile_models(cfg, spec) if spec.recipe == "tinyemo" else (None, None)
+    model_dir = Path(reasoner) if reasoner else (planned or latest_model(cfg.storage_root, spec.recipe))
     if model_dir is None:
         raise FileNotFoundError(
             "no fine-tuned reasoning model yet: run `tinyemo run finetune-reasoning` first, "
@@ -182,7 +213,7 @@ def reason(
         )
     name = dataset or reason_stage.reasoning_dataset(cfg)
     tags = gpu_tags("auto", cfg.flows.gpu.tag)
-    desc = reason_task.with_options(tags=tags)(cfg, name, run_dir, model_dir, spec.reason)
+    desc = reason_task.with_options(tags=tags)(cfg, name, run_dir, model_dir, spec.reason, normal_dir)
     folder = Path(desc["path"])
     text = "\n\n".join(
         (folder / f).read_text() for f in ("samples.md", "comparison.md") if (folder / f).exists()

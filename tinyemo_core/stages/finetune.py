@@ -183,6 +183,14 @@ def _descriptor(stage: str, p: StorePlan, *, computed: bool) -> dict[str, Any]:
     }
 
 
+def normal_spec(spec: ReasoningSpec) -> ReasoningSpec | None:
+    """The settings of TinyEmo Fig. 9's "normal" model (``reasoning.normal``): the same model and stage 1,
+    stage 2 trained on the records without the conditional line. None when the profile asks for none."""
+    if spec.normal is None or "finetune" not in spec.stages:
+        return None
+    return spec.model_copy(update={"finetune": spec.normal, "normal": None})
+
+
 def run_finetune(
     storage_root: Path,
     spec: ReasoningSpec,
@@ -209,4 +217,15 @@ def run_finetune(
             storage_root, spec, export_dir, image_root, stage, patch_sources=patch_sources, on_progress=tagged
         )
     last = out[chosen[-1]] if chosen else None
-    return {"recipe": spec.recipe, "stages": out, "model": last["model"] if last else None}
+    normal = normal_spec(spec) if "finetune" in chosen else None
+    normal_desc = None
+    if normal is not None:  # Fig. 9: the "normal" model, from the same stage-1 model
+
+        def tagged_normal(rec: dict) -> None:
+            if on_progress is not None:
+                on_progress({"stage": "normal", **rec})
+
+        normal_desc = run_stage(storage_root, normal, export_dir, image_root, "finetune",
+                                patch_sources=patch_sources, on_progress=tagged_normal)
+    return {"recipe": spec.recipe, "stages": out, "model": last["model"] if last else None,
+            "normal": normal_desc, "normal_model": normal_desc["model"] if normal_desc else None}

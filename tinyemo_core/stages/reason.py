@@ -154,18 +154,33 @@ def generate_reasoning(items: Sequence[ReasonItem], generate: Callable[[list[Cha
     return rows
 
 
+COMPARISON_TWO_MODELS = (
+    "# Normal vs conditional reasoning (TinyEmo Fig. 9)\n\n"
+    "Two trained models: *normal* was fine-tuned on EmoReason records without the label line and is asked "
+    "without it (it classifies and reasons); *conditional* was fine-tuned with the TRUE label in the prompt "
+    "and is asked with the Metric Projector's top-1 label (§III-C, Eq. 5).\n\n"
+)
+COMPARISON_ONE_MODEL = (
+    "# Normal vs conditional prompt (one model; not TinyEmo Fig. 9)\n\n"
+    "Only the conditional model is trained (set reasoning.normal to train Fig. 9's normal model): both "
+    "columns are the same model, asked without and with the projector's label.\n\n"
+)
+
+
 def write_reasoning(out_dir: Path, items: Sequence[ReasonItem], generate, spec: ReasonSpec, meta: dict,
-                    on_progress: Progress = None) -> dict[str, Any]:
-    """Generate, then write the folder's files with ``result.json`` last (staged: all or nothing)."""
+                    on_progress: Progress = None, normal_generate=None) -> dict[str, Any]:
+    """Generate, then write the folder's files with ``result.json`` last (staged: all or nothing).
+    ``normal_generate``: Fig. 9's separately trained "normal" model for comparison.md's normal column."""
     import pyarrow as pa
 
     rows = generate_reasoning(items, generate, spec, on_progress=on_progress)
     few = [it for it in items if it.projector_label is not None][: spec.compare_images]
-    normal = generate_reasoning(few, generate, spec, condition=False) if few else []
+    normal = generate_reasoning(few, normal_generate or generate, spec, condition=False) if few else []
     conditional = generate_reasoning(few, generate, spec, condition=True) if few else []
     n, agree = len(rows), sum(r["agree"] for r in rows)
     known = [r for r in rows if r["correct"] is not None]
     result = {**meta, "images": n, "condition": spec.condition, "agree": agree,
+              "comparison": "two trained models" if normal_generate else "one model, two prompts",
               "agree_rate": round(agree / n, 4) if n else None,
               "parsed": sum(r["predicted_label"] is not None for r in rows),
               "accuracy": round(sum(r["correct"] for r in known) / len(known), 4) if known else None,
@@ -179,7 +194,7 @@ def write_reasoning(out_dir: Path, items: Sequence[ReasonItem], generate, spec: 
         write_text(tmp / "samples.md", title + _table(head, cells))
         comp = [[a["image_id"], a["true_label"], a["projector_label"], a["reasoning"], b["reasoning"]]
                 for a, b in zip(normal, conditional, strict=True)]
-        write_text(tmp / "comparison.md", "# Normal vs conditional reasoning (TinyEmo Fig. 9)\n\n"
+        write_text(tmp / "comparison.md", (COMPARISON_TWO_MODELS if normal_generate else COMPARISON_ONE_MODEL)
                    + _table(["image", "true", "projector", "normal", "conditional"], comp))
         write_json(tmp / RESULT, result)
     return {**result, "path": str(out_dir), "cached": False}
@@ -212,11 +227,22 @@ def _cached(out_dir: Path) -> dict[str, Any]:
     return {**read_json(out_dir / RESULT), "path": str(out_dir), "cached": True}
 
 
+def _with_normal(model_dir: Path | None, spec: ReasonSpec, normal_dir: Path | None):
+    """(reasoner, its id, normal reasoner or None): the normal model's id joins the fingerprint."""
+    generate, model_id = make_reasoner(model_dir, spec)
+    if normal_dir is None:
+        return generate, model_id, None
+    local = spec.model_copy(update={"backend": "transformers"})  # the normal model runs in process
+    normal_generate, normal_id = make_reasoner(Path(normal_dir), local)
+    return generate, f"{model_id}+normal:{normal_id}", normal_generate
+
+
 def reason_items(items: Sequence[ReasonItem], model_dir: Path | None, spec: ReasonSpec, storage_root: Path,
                  *, name: str = "images", inputs: Any = None, run_dir: Path | None = None,
-                 on_progress: Progress = None) -> dict[str, Any]:
-    """Reason about labelled items (projector labels already chosen); cached by fingerprint."""
-    generate, model_id = make_reasoner(model_dir, spec)
+                 on_progress: Progress = None, normal_dir: Path | None = None) -> dict[str, Any]:
+    """Reason about labelled items (projector labels already chosen); cached by fingerprint.
+    ``normal_dir``: Fig. 9's normal model (comparison.md)."""
+    generate, model_id, normal_generate = _with_normal(model_dir, spec, normal_dir)
     key = inputs if inputs is not None else [(it.image_id, _file_digest(it.path), it.projector_label,
                                               it.labels) for it in items]
     fp = reasoning_fingerprint(name, key, run_dir, model_id, spec)
@@ -224,8 +250,8 @@ def reason_items(items: Sequence[ReasonItem], model_dir: Path | None, spec: Reas
     if reasoning_complete(out):
         return _cached(out)
     meta = {"name": name, "fingerprint": fp, "model": str(model_dir) if model_dir else spec.served_model,
-            "run": str(run_dir) if run_dir else None}
-    return write_reasoning(out, items, generate, spec, meta, on_progress)
+            "normal_model": str(normal_dir) if normal_dir else None, "run": str(run_dir) if run_dir else None}
+    return write_reasoning(out, items, generate, spec, meta, on_progress, normal_generate)
 
 
 def image_ids(paths: Sequence[str | Path]) -> list[str]:
@@ -294,28 +320,31 @@ def split_inputs(cfg, dataset: str, spec: ReasonSpec) -> tuple[list[Path], list[
     return paths, ids, truths, read_summary(path)["content_hash"]
 
 
-def plan_split(cfg, dataset: str, run_dir: Path, model_dir: Path | None, spec: ReasonSpec) -> StorePlan:
+def plan_split(cfg, dataset: str, run_dir: Path, model_dir: Path | None, spec: ReasonSpec,
+               normal_dir: Path | None = None) -> StorePlan:
     """Fingerprint, folder and completeness of :func:`reason_split` (no model is loaded)."""
     _, ids, truths, content = split_inputs(cfg, dataset, spec)
-    _, model_id = make_reasoner(model_dir, spec)
+    _, model_id, _ = _with_normal(model_dir, spec, normal_dir)
     fp = reasoning_fingerprint(dataset, [content, spec.split, len(ids)], run_dir, model_id, spec)
     out = reasoning_dir(cfg.storage_root, dataset, fp)
     return StorePlan(fp, out, reasoning_complete(out))
 
 
 def reason_split(cfg, dataset: str, run_dir: Path, model_dir: Path | None, spec: ReasonSpec,
-                 on_progress: Progress = None) -> dict[str, Any]:
-    """The ``reason`` flow's stage: a dataset's test split, projector-conditioned, with accuracy vs truth."""
+                 on_progress: Progress = None, normal_dir: Path | None = None) -> dict[str, Any]:
+    """The ``reason`` flow's stage: a dataset's test split, projector-conditioned, with accuracy vs truth.
+    ``normal_dir``: Fig. 9's separately trained normal model for comparison.md."""
     from tinyemo_core.stages.predict import label_set
 
-    plan = plan_split(cfg, dataset, run_dir, model_dir, spec)
+    plan = plan_split(cfg, dataset, run_dir, model_dir, spec, normal_dir)
     if plan.complete:
         return _cached(plan.path)
     paths, ids, truths, content = split_inputs(cfg, dataset, spec)
     pairs = label_set(cfg, taxonomy=dataset)
     items = [it for it in projector_items(paths, run_dir, cfg, pairs, ids, truths) if it.projector_label]
     return reason_items(items, model_dir, spec, cfg.storage_root, name=dataset,
-                        inputs=[content, spec.split, len(ids)], run_dir=run_dir, on_progress=on_progress)
+                        inputs=[content, spec.split, len(ids)], run_dir=run_dir, on_progress=on_progress,
+                        normal_dir=normal_dir)
 
 
 def reasoning_dataset(cfg) -> str:
@@ -347,5 +376,6 @@ def reasoning_chain(cfg, *, dataset: str | None = None, run_dir: Path | None = N
     trained = run_finetune(cfg.storage_root, spec, export_dir, cfg.datasets[name].root, stages=stages,
                            on_progress=tagged("finetune"))
     run = Path(run_dir) if run_dir else resolve_run("latest", cfg.storage_root)
-    reasoned = reason_split(cfg, name, run, Path(trained["model"]), spec.reason, tagged("reason"))
+    normal = Path(trained["normal_model"]) if trained.get("normal_model") else None
+    reasoned = reason_split(cfg, name, run, Path(trained["model"]), spec.reason, tagged("reason"), normal)
     return {"dataset": name, "finetune": trained, "reason": reasoned}

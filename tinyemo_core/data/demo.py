@@ -22,7 +22,10 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["CONCEPTS", "DEMO_DATASETS", "DemoDataset", "generate_demo", "render_concept"]
+__all__ = [
+    "CONCEPTS", "DEMO_DATASETS", "DemoDataset", "Drawn",
+    "describe_image", "draw", "generate_demo", "render_concept",
+]
 
 DEMO_VERSION = 2  # 2: harder (noisier, overlapping classes; see render_concept)
 MARKER = ".tinyemo-demo.json"
@@ -115,30 +118,55 @@ HUE_SD, SAT_SD, VAL_SD, ANGLE_SD = 0.035, 0.12, 0.12, 20.0
 MIX, SHAPE_SWAP = 0.35, 0.35
 
 
-def render_concept(concept: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """One RGB image of ``concept``: jittered prototype colour (sometimes mixed with another concept's),
-    stripes, a contrasting shape (sometimes another concept's), pixel noise."""
+@dataclass(frozen=True)
+class Drawn:
+    """What :func:`render_concept` drew for one image: the final colour (after jitter and any pull towards
+    ``mixed_with``'s colour), the shape, the stripes (cycles per image, 0 = none; angle in degrees, 0 =
+    vertical bands) and the stripe phase. The grounded demo generator (``generate/backends/demo_grounded.py``)
+    words its answers from these."""
+
+    concept: str
+    hue: float
+    sat: float
+    val: float
+    shape: str
+    freq: float
+    angle: float
+    phase: float
+    mixed_with: str | None
+
+
+def draw(concept: str, rng: np.random.Generator) -> Drawn:
+    """The random draws of one image, in the order :func:`render_concept` makes them."""
     p = CONCEPTS[concept]
     others = [c for c in CONCEPTS if c != concept]
-    hue, sat, val = p.hue, p.sat, p.val
+    hue, sat, val, mixed_with = p.hue, p.sat, p.val, None
     if rng.random() < MIX:
-        q, w = CONCEPTS[others[int(rng.integers(len(others)))]], rng.uniform(0.25, 0.6)
+        mixed_with, w = others[int(rng.integers(len(others)))], rng.uniform(0.25, 0.6)
+        q = CONCEPTS[mixed_with]
         dh = ((q.hue - hue + 0.5) % 1.0) - 0.5  # the short way round the hue circle
         hue, sat, val = hue + w * dh, (1 - w) * sat + w * q.sat, (1 - w) * val + w * q.val
     shape = CONCEPTS[others[int(rng.integers(len(others)))]].shape if rng.random() < SHAPE_SWAP else p.shape
     hue = (hue + rng.normal(0, HUE_SD)) % 1.0
-    sat = np.clip(sat + rng.normal(0, SAT_SD), 0.05, 1.0)
-    val = np.clip(val + rng.normal(0, VAL_SD), 0.08, 1.0)
+    sat = float(np.clip(sat + rng.normal(0, SAT_SD), 0.05, 1.0))
+    val = float(np.clip(val + rng.normal(0, VAL_SD), 0.08, 1.0))
     freq = p.freq * rng.uniform(0.6, 1.4)
+    angle = p.angle + rng.normal(0, ANGLE_SD)
+    phase = rng.uniform(0, 2 * np.pi)
+    return Drawn(concept, float(hue), sat, val, shape, float(freq), float(angle), float(phase), mixed_with)
+
+
+def render_concept(concept: str, size: int, rng: np.random.Generator) -> Image.Image:
+    """One RGB image of ``concept``: jittered prototype colour (sometimes mixed with another concept's),
+    stripes, a contrasting shape (sometimes another concept's), pixel noise."""
+    d = draw(concept, rng)
     yy, xx = np.mgrid[0:size, 0:size] / size
-    theta = np.deg2rad(p.angle + rng.normal(0, ANGLE_SD))
-    stripes = np.sin(
-        2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 2 * np.pi)
-    )
-    v = val + (0.15 * stripes if p.freq else 0.0)
-    mask = _shape_mask(size, shape, rng)
-    v = v * (1 - mask) + (1.0 - 0.8 * val) * mask
-    hsv = np.stack([np.full_like(v, hue), np.full_like(v, sat), v], axis=-1)
+    theta = np.deg2rad(d.angle)
+    stripes = np.sin(2 * np.pi * d.freq * (xx * np.cos(theta) + yy * np.sin(theta)) + d.phase)
+    v = d.val + (0.15 * stripes if CONCEPTS[concept].freq else 0.0)
+    mask = _shape_mask(size, d.shape, rng)
+    v = v * (1 - mask) + (1.0 - 0.8 * d.val) * mask
+    hsv = np.stack([np.full_like(v, d.hue), np.full_like(v, d.sat), v], axis=-1)
     hsv = np.clip(np.rint(hsv * 255), 0, 255).astype(np.uint8)
     rgb = np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"), dtype=np.float64)
     rgb += rng.normal(0, 8, rgb.shape)
@@ -170,14 +198,17 @@ def _split_of(i: int, n: int, fractions: tuple[float, float]) -> str:
     return "train" if i < n_train else "val" if i < n_train + n_val else "test"
 
 
+def _image_rng(seed: int, name: str, word: str, i: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode()), zlib.crc32(word.encode()), i])
+
+
 def _build(name: str, out: Path, seed: int, per_class: int, size: int) -> None:
     layout, _, _, classes, fmt = DEMO_DATASETS[name]
     ext = ".jpg" if fmt == "JPEG" else ".png"
     listing: dict[str, list[list[str]]] = {"train": [], "val": [], "test": []}
     for word, concept in classes.items():
         for i in range(per_class):
-            rng = np.random.default_rng([seed, zlib.crc32(name.encode()), zlib.crc32(word.encode()), i])
-            img = render_concept(concept, size, rng)
+            img = render_concept(concept, size, _image_rng(seed, name, word, i))
             data = _encode(img, fmt)
             if layout == "emotionroi":
                 split = _split_of(i, per_class, (0.7, 0.0))
@@ -251,3 +282,22 @@ def generate_demo(
             os.replace(tmp, final)
         out[name] = DemoDataset(name, layout, taxonomy, role, final)  # type: ignore[arg-type]
     return out
+
+
+def describe_image(path: Path | str) -> tuple[str, str, Drawn] | None:
+    """``(dataset, class word, what was drawn)`` for an image that :func:`generate_demo` wrote, found from its
+    path (the dataset folder with the marker file, the class folder, the index in the file name) by
+    repeating the image's seeded draws; None for any other file. The truncated and duplicated EmoSet
+    extras are copies of their class's image 0."""
+    path = Path(path)
+    root = next((p for p in path.parents if (p / MARKER).is_file()), None)
+    if root is None or root.name not in DEMO_DATASETS or path.parent == root:
+        return None
+    classes = DEMO_DATASETS[root.name][3]
+    word = path.parent.name
+    digits = path.stem.rsplit("_", 1)[-1]
+    if word not in classes or not digits.isdigit():
+        return None
+    params = json.loads((root / MARKER).read_text(encoding="utf-8"))
+    i = int(digits) if int(digits) < params["images_per_class"] else 0
+    return root.name, word, draw(classes[word], _image_rng(params["seed"], root.name, word, i))

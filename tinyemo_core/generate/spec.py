@@ -31,7 +31,8 @@ class GenerationSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["openai", "transformers"] = "openai"
+    # demo: the grounded demo generator (backends/demo_grounded.py), offline, only for the demo images
+    backend: Literal["openai", "transformers", "demo"] = "openai"
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible root, ending in /v1")
     model: str = Field(..., min_length=1, description="served model id (openai) or local path (transformers)")
     model_revision: str | None = Field(

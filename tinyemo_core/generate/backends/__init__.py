@@ -8,6 +8,10 @@ from .base import Answer, ChatRequest, Generator, GeneratorUnavailable, RequestF
 
 def make_generator(spec: GenerationSpec) -> Generator:
     """Build the backend named by ``spec.backend`` (the HTTP client does no I/O until :meth:`health`)."""
+    if spec.backend == "demo":
+        from .demo_grounded import DemoGroundedGenerator
+
+        return DemoGroundedGenerator()
     if spec.backend == "openai":
         from .openai_http import OpenAIHTTPGenerator
 

@@ -130,8 +130,13 @@ class RunConfig(Strict):
     flows: FlowsFile
 
 
-def _parse_value(raw: str) -> Any:
-    return yaml.safe_load(raw) if raw != "" else ""
+def _parse_value(raw: str, key: str = "") -> Any:
+    try:
+        return yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"--set {key}={raw}: the value is not valid YAML ({first}); quote it, "
+                          f"e.g. --set '{key}=\"{raw}\"'") from None
 
 
 def apply_overrides(data: dict, profile: str, overrides: list[str]) -> dict:
@@ -148,7 +153,7 @@ def apply_overrides(data: dict, profile: str, overrides: list[str]) -> dict:
             if not isinstance(node.setdefault(p, {}), dict):
                 raise ConfigError(f"--set {key}: {p} is not a mapping")
             node = node[p]
-        node[parts[-1]] = _parse_value(raw)
+        node[parts[-1]] = _parse_value(raw, key)
     return data
 
 
@@ -160,6 +165,7 @@ def _format_errors(exc: ValidationError, prefix: tuple = ()) -> str:
     return "invalid flows.yaml:\n  " + "\n  ".join(lines)
 
 
+            node[p] = dict(node[p])  # YAML anchors share mappings between profiles: change only this one
 def _resolve_path(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 

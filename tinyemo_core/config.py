@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from tinyemo_core.data.adapters import ADAPTERS
+from tinyemo_core.data.feature_sources import FeatureSourceSpec, imported_datasets
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
 from tinyemo_core.errors import ConfigError
 from tinyemo_core.finetune.spec import ReasoningSpec
@@ -36,7 +37,8 @@ class Strict(BaseModel):
 
 class DatasetSpec(Strict):
     layout: Literal[LAYOUTS]  # type: ignore[valid-type]
-    root: Path
+    root: Path | None = None  # the images; without them (None or absent) `features` makes it features-only
+    features: FeatureSourceSpec | None = None  # vectors computed elsewhere (docs/datasets.md)
     taxonomy: str | None = None
     template: str = "{label}"  # the paper used "a scene evoking {emotion} to viewers" for Abstract only
     synonyms: bool = False  # Appendix C synonym augmentation (WEBEmo in the paper)
@@ -47,6 +49,17 @@ class DatasetSpec(Strict):
     # every decodable image, never trained on (the authors' protocol for ArtPhoto, Abstract, UnbiasedEmo);
     # "test" = the test split only (Emotion6 / FI as published; held-in datasets left out of a Table III row).
     zero_shot_split: Literal["all", "test"] = "all"
+
+    @model_validator(mode="after")
+    def _images_or_features(self) -> DatasetSpec:
+        if self.root is None and self.features is None:
+            raise ValueError("give `root` (the images) or `features` (a feature source), or both")
+        return self
+
+    @property
+    def features_only(self) -> bool:
+        """No image at hand: a feature source and no image root (unset or not there yet)."""
+        return self.features is not None and (self.root is None or not Path(self.root).exists())
 
 
 class ExtractionSpec(Strict):
@@ -199,6 +212,7 @@ def load_config(
     base = path.parent
     storage_root = _resolve_path(base, flows.storage_root)
     known_backbones = backbones(flows, storage_root)  # flows.yaml + `tinyemo backbone add` entries
+    _add_imported_datasets(flows, storage_root)  # + features-only datasets `tinyemo import-features` recorded
     problems = []
     if spec.encoder not in flows.encoders:
         problems.append(
@@ -226,10 +240,7 @@ def load_config(
             roles[name] = role  # type: ignore[assignment]
     if problems:
         raise ConfigError("invalid flows.yaml:\n  " + "\n  ".join(problems))
-    datasets = {
-        n: flows.datasets[n].model_copy(update={"root": _resolve_path(base, flows.datasets[n].root)})
-        for n in roles
-    }
+    datasets = {n: resolve_dataset(flows.datasets[n], base) for n in roles}
     encoder = flows.encoders[spec.encoder]
     if encoder.config_file and not encoder.config_file.startswith("builtin:"):
         encoder = encoder.model_copy(
@@ -248,6 +259,31 @@ def load_config(
         spec=spec,
         flows=flows,
     )
+
+
+def resolve_dataset(spec: DatasetSpec, base: Path) -> DatasetSpec:
+    """``spec`` with its image root and feature-source paths made absolute against ``base``."""
+    update: dict[str, Any] = {"root": None if spec.root is None else _resolve_path(base, spec.root)}
+    if spec.features is not None:
+        src = spec.features
+        update["features"] = src.model_copy(update={
+            k: _resolve_path(base, getattr(src, k)) for k in ("path", "table", "split_file")
+            if getattr(src, k) is not None})
+    return spec.model_copy(update=update)
+
+
+def _add_imported_datasets(flows: FlowsFile, storage_root: Path) -> None:
+    """Datasets recorded by ``tinyemo import-features``: new names are added; a flows.yaml dataset without a
+    ``features`` source gets the recorded one (flows.yaml wins for every field it sets)."""
+    for name, entry in imported_datasets(storage_root).items():
+        try:
+            if name not in flows.datasets:
+                flows.datasets[name] = DatasetSpec.model_validate(entry)
+            elif flows.datasets[name].features is None and entry.get("features"):
+                flows.datasets[name] = flows.datasets[name].model_copy(
+                    update={"features": FeatureSourceSpec.model_validate(entry["features"])})
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(exc, (str(storage_root / "datasets.yaml"), name))) from None
 
 
 def write_scaled_demo(flows_yaml: Path | str, out_dir: Path | str, *, images_per_class: int = 6,

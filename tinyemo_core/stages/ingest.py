@@ -43,10 +43,15 @@ def demo_data_complete(storage_root: Path) -> bool:
 
 def ingest_settings(spec: DatasetSpec) -> dict[str, Any]:
     """The settings that shape a manifest (the root's contents are hashed separately)."""
-    return spec.model_dump(mode="json", exclude={"root", "template", "synonyms", "zero_shot_split"})
+    return spec.model_dump(mode="json", exclude={"root", "template", "synonyms", "zero_shot_split",
+                                                  "features"})
 
 
 def ingest_fingerprint(name: str, spec: DatasetSpec) -> str:
+    if spec.features_only:  # no images: the manifest comes from the feature source (stages/features_only.py)
+        from tinyemo_core.stages import features_only
+
+        return features_only.manifest_fingerprint(name, spec)
     return manifest_fingerprint(name, ingest_settings(spec), spec.root)
 
 
@@ -77,6 +82,10 @@ def ingest(
             "computed": False,
             **read_summary(path),
         }
+    if spec.features_only:
+        from tinyemo_core.stages import features_only
+
+        return features_only.build_manifest(name, spec, path, fingerprint)
     from tinyemo_core.data.ingest import build_manifest, quarantine_summary
 
     split_file = storage_root / "splits" / f"{name}.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# file digests (tinyemo_core.identity) are cached in a per-session folder, not the user's ~/.cache
+os.environ.setdefault("TINYEMO_CACHE_DIR", tempfile.mkdtemp(prefix="tinyemo-digests-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from tinyemo_core.identity import file_sha256, safetensors_tensor_sha256
+
 # Names of the token-embedding matrix across common architectures (Llama/Mistral/Phi/Qwen: embed_tokens;
 # BERT/Bloom: word_embeddings; GPT-2: wte; OpenELM: token_embeddings; GPT-NeoX: embed_in).
 EMBEDDING_SUFFIXES = (
@@ -31,9 +33,6 @@ EMBEDDING_SUFFIXES = (
     "embed_in.weight",
     "token_embedding.weight",
 )
-
-_IDENTITY_CACHE: dict[tuple[str, int, int, str], str] = {}
-
 
 def _weight_map(model_dir: Path) -> dict[str, Path]:
     """tensor name -> file holding it, over safetensors (sharded or not), else pytorch .bin checkpoints."""
@@ -132,27 +131,9 @@ def load_embedding_table(model_dir: Path) -> EmbeddingTable:
 
 
 def embedding_identity(model_dir: Path) -> str:
-    """sha256 of exactly the embedding tensor's bytes (safetensors) or of its .bin file; cached in-process."""
+    """sha256 of exactly the embedding tensor's (name, dtype, shape, bytes) in safetensors, or of its name +
+    its ``.bin`` file's content hash (both cached across commands by :mod:`tinyemo_core.identity`)."""
     key, path = locate_embedding(model_dir)
-    st = path.stat()
-    ck = (str(path.resolve()), st.st_size, st.st_mtime_ns, key)
-    if ck not in _IDENTITY_CACHE:
-        h = hashlib.sha256(key.encode())
-        if path.suffix == ".safetensors":
-            with path.open("rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                meta = json.loads(f.read(n))[key]
-                start, end = meta["data_offsets"]
-                h.update(json.dumps([meta["dtype"], meta["shape"]]).encode())
-                f.seek(8 + n + start)
-                remaining = end - start
-                while remaining > 0:
-                    chunk = f.read(min(remaining, 1 << 22))
-                    h.update(chunk)
-                    remaining -= len(chunk)
-        else:
-            from tinyemo_core.encoders.hashing import file_sha256
-
-            h.update(file_sha256(path).encode())
-        _IDENTITY_CACHE[ck] = h.hexdigest()
-    return _IDENTITY_CACHE[ck]
+    if path.suffix == ".safetensors":
+        return safetensors_tensor_sha256(path, key)
+    return hashlib.sha256(key.encode() + file_sha256(path).encode()).hexdigest()

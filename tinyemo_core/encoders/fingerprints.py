@@ -2,9 +2,9 @@
 
 Importing this module (and calling its functions) does not import torch, torchvision, open_clip or
 transformers, so a warm run whose stores are complete decides "nothing to do" in milliseconds. Files are
-identified by header or content hashes (``hashing``), open_clip's tables are read from its package files
-(``openclip_tables``), package versions come from ``importlib.metadata``. The one exception: a backbone
-given as un-indexed ``pytorch_model*.bin`` files needs torch to list the tensor names.
+identified by header or content hashes (:mod:`tinyemo_core.identity`), open_clip's tables are read from
+its package files (``openclip_tables``), package versions come from ``importlib.metadata``. The one
+exception: a backbone given as un-indexed ``pytorch_model*.bin`` files needs torch to list the tensor names.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from tinyemo_core.encoders import openclip_tables
 from tinyemo_core.encoders.backbones import TOKENIZER_FILES, package_model_dir, random_spec_config
 from tinyemo_core.encoders.embedding_table import embedding_identity
-from tinyemo_core.encoders.hashing import file_sha256, files_identity, hash_json
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
+from tinyemo_core.identity import file_sha256, files_identity, hash_json
 
 # Bump when the code that turns (spec, image) into a vector changes in a way that changes the vector.
 VISION_CODE_VERSION = "vision-1"

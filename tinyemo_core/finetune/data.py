@@ -7,7 +7,6 @@ turns and the image placeholders get label -100, each answer and its eos token a
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,15 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from tinyemo_core.data.images import load_rgb
 from tinyemo_core.finetune.model import IMAGE_TOKEN, SYSTEM, image_token_count
+from tinyemo_core.generate.export import RECORDS
 
 IGNORE = -100
 
 
 def load_export(path: Path) -> list[dict]:
     """Read and validate an export file; a missing file names what to run."""
-    from tinyemo_core.generate.export import RECORDS
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -128,8 +127,6 @@ class LlavaDataset(torch.utils.data.Dataset):
         if self.patches is not None:
             get = self.patches if callable(self.patches) else self.patches.__getitem__
             return torch.as_tensor(np.asarray(get(rec["image"]), dtype=np.float32))
-        from tinyemo_core.data.images import load_rgb
-
         img = load_rgb(self.root / rec["image"])
         return self.processor.image_processor(images=img, return_tensors="pt")["pixel_values"][0]
 
@@ -174,16 +171,3 @@ class LlavaCollator:
             "labels": labels,
             "pixel_values": torch.stack([x["pixel_values"] for x in items]),
         }
-
-
-def records_digest(path: Path) -> str:
-    """Content hash of an export file (part of the stage fingerprint)."""
-    from tinyemo_core.encoders.hashing import file_sha256
-
-    return file_sha256(Path(path))
-
-
-def dump_records(records: Sequence[dict], path: Path) -> Path:
-    """Write records as an export file (tests, external sets)."""
-    Path(path).write_text(json.dumps(list(records), ensure_ascii=False))
-    return Path(path)

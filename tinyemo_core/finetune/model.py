@@ -230,18 +230,6 @@ def build_reasoning_model(spec: ModelSpec) -> tuple[Any, Any]:
     return build_from_parts(spec)
 
 
-def model_identity(spec: ModelSpec) -> dict[str, Any]:
-    """What names the starting weights in a fingerprint (hub ids + revision, local folders by path)."""
-    return {
-        "spec": spec.model_dump(mode="json"),
-        "local": {
-            k: str(Path(v).expanduser().resolve())
-            for k in ("vision", "llm", "source")
-            if (v := getattr(spec, k)) and Path(v).expanduser().exists()
-        },
-    }
-
-
 def image_token_count(processor) -> int:
     """How many ``<image>`` placeholders one image expands to (patch tokens, CLS dropped)."""
     crop = processor.image_processor.crop_size or processor.image_processor.size

@@ -18,6 +18,7 @@ import numpy as np
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import VisionEncoderSpec
 from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.identity import local_model_fingerprint
 from tinyemo_core.judge import emotic as E
 from tinyemo_core.judge.metrics import (
     group_means,
@@ -66,9 +67,7 @@ def make_generator(spec: EvaluateGeneratedSpec):
 def model_fingerprint(spec: EvaluateGeneratedSpec) -> str:
     """The evaluated model's identity without loading it (a folder is hashed; an endpoint is asked)."""
     if spec.resolved_backend() == "transformers":
-        from tinyemo_core.generate.backends.transformers_local import model_dir_fingerprint
-
-        return model_dir_fingerprint(spec.model, {"chat_format": "auto", "dtype": spec.dtype})
+        return local_model_fingerprint(spec.model, chat_format="auto", dtype=spec.dtype)
     import asyncio
 
     gen = make_generator(spec)

@@ -11,7 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tinyemo_core.finetune.identity import model_identity
+from tinyemo_core.finetune.patches import PatchLookup, patch_sources_complete, sources_identity
+from tinyemo_core.finetune.recipes import get_recipe
 from tinyemo_core.finetune.spec import ReasoningSpec, Stage
+from tinyemo_core.identity import file_sha256
 from tinyemo_core.store import finetune as store
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.plan import StorePlan
@@ -24,8 +28,6 @@ def export_path(export_dir: Path, name: str) -> Path:
 
 
 def _use_patches(spec: ReasoningSpec, sources: PatchSources | None) -> bool:
-    from tinyemo_core.finetune.patches import patch_sources_complete
-
     if spec.cached_patches == "off" or not sources:
         if spec.cached_patches == "on":
             raise ValueError(
@@ -48,10 +50,6 @@ def stage_inputs(
     patch_sources: PatchSources | None = None,
 ) -> dict[str, Any]:
     """Everything that determines the stage's weights (hashed into its fingerprint)."""
-    from tinyemo_core.finetune.data import records_digest
-    from tinyemo_core.finetune.model import model_identity
-    from tinyemo_core.finetune.patches import sources_identity
-
     path = export_path(export_dir, spec.stage(stage).export)
     if not path.is_file():
         raise FileNotFoundError(
@@ -60,7 +58,7 @@ def stage_inputs(
         )
     sources = patch_sources if _use_patches(spec, patch_sources) else None
     return {
-        "export": records_digest(path),
+        "export": file_sha256(path),
         "model": model_identity(spec.model),
         "parent": parent,
         "stage": spec.stage(stage).model_dump(mode="json"),
@@ -109,7 +107,6 @@ def run_stage(
     """Train one stage (idempotent, resumable); return its descriptor (path, fingerprint, result)."""
     from tinyemo_core.finetune.data import load_export, order_records
     from tinyemo_core.finetune.model import use_cached_patches
-    from tinyemo_core.finetune.recipes import get_recipe
     from tinyemo_core.finetune.trainer import train_model
 
     p = plan_stage(storage_root, spec, export_dir, stage, patch_sources=patch_sources)
@@ -130,8 +127,6 @@ def run_stage(
     )
     patches = None
     if _use_patches(spec, patch_sources):
-        from tinyemo_core.finetune.patches import PatchLookup
-
         width = model.config.vision_config.hidden_size
         patches = PatchLookup.from_stores(patch_sources, image_root, width, {r["image"] for r in records})
         use_cached_patches(model)

@@ -27,6 +27,7 @@ from tinyemo_core.finetune.spec import ReasonSpec
 from tinyemo_core.fingerprint import stable_hash, step_fingerprint
 from tinyemo_core.generate.backends.base import Answer, ChatRequest, Sampling, Turn
 from tinyemo_core.generate.prompts import emoreason_instruction, strip_image_tag
+from tinyemo_core.identity import local_model_fingerprint
 from tinyemo_core.store.atomic import read_json, staged_dir, write_json, write_parquet, write_text
 from tinyemo_core.store.plan import StorePlan
 
@@ -86,7 +87,7 @@ def make_reasoner(model_dir: Path | None, spec: ReasonSpec) -> tuple[Reasoner, s
             return asyncio.run(go())
 
         return run_http, stable_hash("openai", spec.base_url, model)
-    from tinyemo_core.generate.backends.transformers_local import TransformersGenerator, model_dir_fingerprint
+    from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
 
     if model_dir is None or not (Path(model_dir) / "config.json").exists():
         raise FileNotFoundError(f"reasoner folder {model_dir} has no config.json: pass the `model/` folder "
@@ -101,7 +102,7 @@ def make_reasoner(model_dir: Path | None, spec: ReasonSpec) -> tuple[Reasoner, s
         return [a for i in range(0, len(requests), spec.batch_size)
                 for a in gen.generate_batch_sync(requests[i:i + spec.batch_size])]
 
-    return run_local, model_dir_fingerprint(model_dir)
+    return run_local, local_model_fingerprint(model_dir)
 
 
 def _norm(label: str | None) -> str | None:

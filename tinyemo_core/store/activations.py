@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tinyemo_core.encoders.hashing import file_sha256
 from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.identity import file_sha256
 from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import atomic_path, read_json, staged_dir, write_json, write_parquet
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import random
 import re
 
 import httpx
+
+from tinyemo_core.identity import hash_json, served_identity
 
 from ..bunny.image import square_png_data_url
 from ..spec import GenerationSpec
@@ -118,16 +118,11 @@ class OpenAIHTTPGenerator:
                 f"model {self.model!r} is not served at {self.base_url}; served: {sorted(models)}"
             )
         info = models[self.model]
-        ident = {
-            "backend": "openai",
-            "model": self.model,
-            "revision": self.model_revision,
-            # tinyemo's own server reports a weights hash; vLLM reports the model path as `root`.
-            "served": info.get("tinyemo_fingerprint") or info.get("root"),
-        }
-        if self.pad_fill:  # the pixels sent differ: a separate cache (absent otherwise: old keys stay valid)
-            ident["pad_to_square"] = list(self.pad_fill)
-        self._fingerprint = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+        # tinyemo's own server reports its folder's content identity; vLLM only the model path (`root`), then
+        # the endpoint is part of the identity. Padded pixels differ: a separate cache (no key when off).
+        pad = list(self.pad_fill) if self.pad_fill else None
+        ident = served_identity(self.base_url, self.model, self.model_revision, info, pad_to_square=pad)
+        self._fingerprint = hash_json(ident)[:16]
 
     def _payload(self, request: ChatRequest) -> dict:
         s = request.sampling

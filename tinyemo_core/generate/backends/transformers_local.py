@@ -9,34 +9,17 @@ through their processor's chat template. ``chat_format="bunny"`` follows the BAA
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import threading
 from pathlib import Path
 
 from PIL import Image
 
+from tinyemo_core.identity import local_model_fingerprint
+
 from ..spec import GenerationSpec
 from .base import Answer, ChatRequest, GeneratorUnavailable, Turn
 
 BUNNY_IMAGE_TOKEN_ID = -200
-
-
-def model_dir_fingerprint(path: str | Path, extra: dict | None = None) -> str:
-    """Hash of a model folder: small files by content, large weight files by size + head + tail bytes."""
-    h = hashlib.sha256(json.dumps(extra or {}, sort_keys=True).encode())
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        size = f.stat().st_size
-        h.update(str(size).encode())
-        with f.open("rb") as fh:
-            if size <= 16 << 20:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(1 << 20))
-                fh.seek(-(1 << 20), 2)
-                h.update(fh.read())
-    return h.hexdigest()[:16]
 
 
 class TransformersGenerator:
@@ -79,7 +62,7 @@ class TransformersGenerator:
             self.model = tf.AutoModelForImageTextToText.from_pretrained(path, **kw)
         self.model.to(self.device).eval()
         self.name = name or path.name
-        self._fingerprint = model_dir_fingerprint(path, {"chat_format": chat_format, "dtype": dtype})
+        self._fingerprint = local_model_fingerprint(path, chat_format=chat_format, dtype=dtype)
         self._lock = threading.Lock()
         # > 1: concurrent greedy requests share one left-padded ``generate`` call (see ``generate``)
         self.max_batch_size = max_batch_size

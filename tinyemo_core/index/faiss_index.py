@@ -14,6 +14,7 @@ GPU: ``use_gpu=True`` moves the index to all visible GPUs when the installed fai
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -116,6 +117,17 @@ def load_index(path: str | Path) -> faiss.Index:
     if not path.is_file():
         raise FileNotFoundError(f"no FAISS index at {path}; rebuild it (the store is incomplete)")
     return faiss.read_index(str(path))
+
+
+def cached_index(path: str | Path, vectors: Callable[[], np.ndarray], *, metric: Metric = "ip",
+                 exact_threshold: int = 1_000_000) -> faiss.Index:
+    """The index saved at ``path``; built from ``vectors()`` and saved there first when it is absent."""
+    if Path(path).is_file():
+        return load_index(path)
+    index, _info = build_index(np.asarray(vectors(), dtype=np.float32), metric=metric,
+                               exact_threshold=exact_threshold)
+    save_index(index, path)
+    return index
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -191,9 +191,11 @@ def explore_similar(cfg: RunConfig, run_dir: Path, dataset: str, query: str, *, 
     out = out_dir or _out_dir(store, "similar", qkind, query, ident, k, store.fingerprint)
     if (done := read_analysis(out, "similar.json")) is not None and out_dir is None:
         return {**done, "computed": False}
-    from tinyemo_core.index.faiss_index import search
+    from tinyemo_core.index.faiss_index import cached_index, search
 
-    cos, idx = search(store.index(), q[None, :], min(k, store.marker()["rows"]))
+    # exact search (the query image itself comes first)
+    index = cached_index(store.index_path(), store.projected, metric="ip", exact_threshold=1_000_000)
+    cos, idx = search(index, q[None, :], min(k, store.marker()["rows"]))
     rows = store.rows().to_pylist()
     results = []
     for rank, (c, i) in enumerate(zip(cos[0].tolist(), idx[0].tolist(), strict=True), start=1):

@@ -139,18 +139,11 @@ class ActivationStore:
         self.require()
         return np.load(self.root / PROJECTED, mmap_mode="r")
 
-    def index(self):
-        """The FAISS index over the projected embeddings, built once and cached next to them."""
-        from tinyemo_core.index.faiss_index import build_index, load_index, save_index
-
+    def index_path(self) -> Path:
+        """Where the FAISS index over the projected embeddings is kept (built on first use by
+        :func:`tinyemo_core.index.faiss_index.cached_index`)."""
         self.require()
-        path = self.root / INDEX
-        if path.is_file():
-            return load_index(path)
-        index, _info = build_index(np.asarray(self.projected(), dtype=np.float32), metric="ip",
-                                   exact_threshold=1_000_000)  # exact: the query itself comes first
-        save_index(index, path)
-        return index
+        return self.root / INDEX
 
     def row_of(self, image_ids: Sequence[str]) -> list[int]:
         """Row numbers of ``image_ids``; a KeyError names the first id the store does not hold."""

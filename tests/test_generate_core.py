@@ -76,8 +76,8 @@ def test_manifest_and_plan(tmp_path: Path) -> None:
     )
     emovit = plan(rows, spec.model_copy(update={"mode": "emovit"}))[0]
     conv = render(emovit, 1, ["A red tree."], spec)
-    assert conv.image_path is None and "Caption: A red tree." in conv.turns[1].text
-    assert "Brightness: 0.3" in conv.turns[1].text and conv.turns[0].role == "system"
+    assert conv.image_path is None and conv.turns[1].text.startswith("A red tree.\n\nemotion: joy\n")
+    assert "brightness: 0.3" in conv.turns[1].text and conv.turns[0].role == "system"  # authors' format
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,9 @@ class DatasetSpec(Strict):
 
 class ExtractionSpec(Strict):
     shard_size: int = Field(10_000, gt=0)
+    # shards are grouped into at most this many tasks per flow run (memory flat in the number of shards;
+    # every shard is still written atomically by name, so a killed run resumes shard by shard)
+    max_tasks: int = Field(256, gt=0)
     retries: int = Field(2, ge=0)
     ingest_workers: int = Field(4, gt=0)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger, unmapped
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
@@ -22,7 +22,7 @@ from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.stages import evaluate as evaluate_stage
 from tinyemo_core.stages import features, ingest, labels
 from tinyemo_core.stages import train as train_stage
-from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.features import FeatureStore, ShardPlan
 
 
 def config_from(config: str, profile: str, overrides: list[str] | None) -> RunConfig:
@@ -87,11 +87,16 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
 
 
 def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, FeatureStore]:
-    """Pooled features (and, with ``patch_tokens``, the separate patch-token store) for every new image."""
-    stores = extract_output(cfg, manifests, "pooled")
-    if cfg.encoder.patch_tokens:
-        extract_output(cfg, manifests, "patches")
-    return stores
+    """Pooled features (and, with ``patch_tokens``, the separate patch-token store) for every new image;
+    features-only datasets are imported from their source instead (no encoder loaded)."""
+    from pipelines.flows.import_features import ensure_imported
+
+    only = {n: d for n, d in manifests.items() if cfg.datasets[n].features_only}
+    images = {n: d for n, d in manifests.items() if n not in only}
+    stores = {**ensure_imported(cfg, only), **(extract_output(cfg, images, "pooled") if images else {})}
+    if cfg.encoder.patch_tokens and images:
+        extract_output(cfg, images, "patches")
+    return {n: stores[n] for n in manifests}
 
 
 def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> dict[str, FeatureStore]:
@@ -110,34 +115,15 @@ def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> d
     total = sum(len(p.image_ids) for _, p in plans)
     logger.info("features: %d images in %d shards to extract (%s, %s)", total, len(plans), cfg.encoder_name,
                 output)  # fmt: skip
-    results: dict[str, list[dict]] = {}
     progress = ThrottledProgress(f"extract-{output}-progress", "Extraction (images %)")
     progress(0, total)
-    # shards are planned only while the store lacks them, so a cached result cannot be trusted: always
-    # refresh; a shard file a killed run already renamed into place is adopted by the task itself
-    task = tasks.extract_shard_task.with_options(
+    # a shard file a killed run already renamed into place is adopted by the task itself
+    task = tasks.extract_shards_task.with_options(
         retries=cfg.spec.extraction.retries,
-        refresh_cache=True,
         retry_delay_seconds=exponential_backoff(backoff_factor=1),
         tags=gpu_tags(cfg.encoder.device, cfg.flows.gpu.tag),
     )
-    futures = task.map(
-        key=[scoped(cfg, output + p.name) for _, p in plans],
-        spec=unmapped(cfg.encoder),
-        store=[stores[n] for n, _ in plans],
-        plan=[p for _, p in plans],
-        output=unmapped(output),
-    )
-    owner = {id(f): plans[i] for i, f in enumerate(futures)}
-    done_rows, failures = 0, []
-    for fut in as_completed(futures):
-        name, plan = owner[id(fut)]
-        try:
-            results.setdefault(name, []).append(fut.result())
-        except Exception as exc:  # noqa: BLE001 - one shard's failure must not lose the others
-            failures.append(f"{name}/{plan.name}: {type(exc).__name__}: {exc}")
-        done_rows += len(plan.image_ids)
-        progress(done_rows, total)
+    results, failures = run_shard_groups(task, cfg, stores, plans, output, progress, total)
     for name, infos in results.items():
         tasks.commit_features_task(stores[name], infos, build_faiss=output == "pooled")
     rows = [extraction_row(n, i) for n, i in results.items()]
@@ -149,6 +135,58 @@ def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> d
             + " - rerun the flow to redo only these shards"
         )
     return stores
+
+
+def shard_groups(plans: list[tuple[str, ShardPlan]], max_tasks: int) -> list[list[tuple[str, ShardPlan]]]:
+    """At most ``max_tasks`` groups of consecutive shards of one dataset each (one task per group)."""
+    per_task = max(1, -(-len(plans) // max_tasks))
+    groups: list[list[tuple[str, ShardPlan]]] = []
+    for name, plan in plans:
+        if not groups or len(groups[-1]) == per_task or groups[-1][0][0] != name:
+            groups.append([])
+        groups[-1].append((name, plan))
+    return groups
+
+
+def run_shard_groups(task, cfg: RunConfig, stores: dict[str, FeatureStore], plans: list, output: str,
+                     progress, total: int) -> tuple[dict[str, list[dict]], list[str]]:
+    """Submit the shard groups with a bounded number in flight, keep only each group's small descriptors
+    (futures are dropped once read), and collect failures; a failed group's shards that reached the disk
+    are still committed."""
+    groups = iter(shard_groups(plans, cfg.spec.extraction.max_tasks))
+    window = 2 * (cfg.flows.task_runner.max_workers or 4)  # groups in flight (each runs its shards in turn)
+    results: dict[str, list[dict]] = {}
+    failures: list[str] = []
+    running: dict = {}
+    done_rows = 0
+
+    def submit() -> bool:
+        group = next(groups, None)
+        if group is None:
+            return False
+        name = group[0][0]
+        fut = task.submit(spec=cfg.encoder, store=stores[name], plans=[p for _, p in group], output=output)
+        running[fut] = group
+        return True
+
+    while len(running) < window and submit():
+        pass
+    while running:
+        fut = next(as_completed(list(running)))
+        group = running.pop(fut)
+        name = group[0][0]
+        try:
+            results.setdefault(name, []).extend(fut.result())
+        except Exception as exc:  # noqa: BLE001 - one group's failure must not lose the others
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            store = stores[name]
+            results.setdefault(name, []).extend(store.shard_info(p.name) for _, p in group
+                                                if store.shard_done(p.name))
+        del fut
+        done_rows += sum(len(p.image_ids) for _, p in group)
+        progress(done_rows, total)
+        submit()
+    return results, failures
 
 
 def extraction_row(dataset: str, infos: list[dict]) -> dict:

@@ -40,6 +40,25 @@ def extract_shard_task(key: str, spec, store, plan, output: str = "pooled") -> d
     return {**info, **monitor.summary()}
 
 
+@task(name="extract-shards", persist_result=False)
+@recorded
+def extract_shards_task(spec, store, plans: list, output: str = "pooled") -> list[dict]:
+    """Several shards in one task (the flow's memory stays flat in the number of shards). Each shard is
+    written atomically under its own name, so a retry or a rerun recomputes only the shards not on disk;
+    nothing is cached by Prefect (shards are planned only while the store lacks them)."""
+    infos, failed = [], []
+    with DeviceMonitor() as monitor:
+        for plan in plans:
+            try:
+                infos.append(features.extract_shard(spec, store, plan, output=output))
+            except Exception as exc:  # noqa: BLE001 - the other shards of the group still run
+                failed.append(f"{plan.name}: {type(exc).__name__}: {exc}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(plans)} shard(s) failed: " + "; ".join(failed))
+    summary = monitor.summary()
+    return [{**info, **summary} for info in infos]
+
+
 @task(name="commit-features", retries=1)
 @recorded
 def commit_features_task(store, new_shards: list[dict], build_faiss: bool = True) -> dict:

@@ -78,6 +78,9 @@ def load_manifest(
                 r["image_id"], str(img), str(label), r["dataset"], r["split"], attrs
             )
     ordered = [rows[k] for k in sorted(rows)]
+    if spec.max_images and spec.image_sample == "random" and len(ordered) > spec.max_images:
+        keep = sorted(random.Random(spec.seed).sample(range(len(ordered)), spec.max_images))
+        return [ordered[i] for i in keep]  # a seeded draw over every class, still in (dataset, id) order
     return ordered[: spec.max_images] if spec.max_images else ordered
 
 
@@ -122,29 +125,32 @@ def tinyemo_chains(row: ManifestRow) -> list[Chain]:
     ]
 
 
-def emovit_chain(row: ManifestRow) -> Chain:
-    """EmoVIT §3.2: caption the image, then text-only Conversation + Reasoning requests.
+def emovit_chain(row: ManifestRow, spec: GenerationSpec) -> Chain:
+    """EmoVIT §3.2: caption the image, then two text-only requests (Conversation, Reasoning) whose user
+    message is the caption + attributes and whose system message is the authors' prompt for that data type
+    (EmoVIT repository emo/gpt4_*.py; Reasoning's carries its in-context examples).
 
-    (EmoVIT captioned with BLIP-2 and generated with GPT-4; here one generator does both.) Categorical
-    records need no request; :mod:`export` builds them from the label.
+    The caption step is the only one with an image: with ``spec.captioner`` it goes to that vision model
+    (BLIP-2 in the paper, §4.1) and the text steps to ``spec.model`` (GPT-4); without one, one generator does
+    all three. Categorical records need no request; :mod:`export` builds them from the label.
     """
     attrs = {"emotion": row.label, **row.attributes}
-    context = P.emovit_context(FILL, attrs)
-    system = Turn(role="system", text=P.EMOVIT_SYSTEM_PROMPT)
+    context = P.emovit_context(FILL, attrs, spec.emovit_attributes)
+    caption = spec.captioner.prompt if spec.captioner is not None else P.strip_image_tag(P.CAPTION_PROMPT)
     return Chain(
         "emovit",
         row,
         (
-            Step("caption", (_user(P.strip_image_tag(P.CAPTION_PROMPT)),)),
+            Step("caption", (_user(caption),)),
             Step(
                 "emovit_conversation",
-                (system, _user(f"{context}\n\n{P.EMOVIT_CONVERSATION_PROMPT}")),
+                (Turn(role="system", text=P.EMOVIT_CONVERSATION_SYSTEM), _user(context)),
                 with_image=False,
                 fill_from=0,
             ),
             Step(
                 "emovit_reasoning",
-                (system, _user(f"{context}\n\n{P.EMOVIT_REASONING_PROMPT}")),
+                (Turn(role="system", text=P.emovit_reasoning_system()), _user(context)),
                 with_image=False,
                 fill_from=0,
             ),
@@ -158,7 +164,7 @@ def plan(rows: Sequence[ManifestRow], spec: GenerationSpec) -> list[Chain]:
     chains: list[Chain] = []
     for row in rows:
         if spec.mode == "emovit":
-            chains.append(emovit_chain(row))
+            chains.append(emovit_chain(row, spec))
             continue
         per_image = tinyemo_chains(row)
         rng.shuffle(per_image)

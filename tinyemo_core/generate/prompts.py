@@ -1,4 +1,5 @@
-"""Prompt texts: TinyEmo Appendix A (verbatim) and EmoVIT §3.2 / Supplementary §7.2.
+"""Prompt texts: TinyEmo Appendix A (verbatim), EmoVIT §3.2 / Supplementary §7.2 and the EmoVIT authors'
+GPT-4 prompts (emo/prompt/*.txt in their repository).
 
 The TinyEmo prompts keep the paper's leading ``<image>`` placeholder. Over a chat API the image travels as a
 content part instead (:func:`strip_image_tag`); in LLaVA JSON records it becomes ``"<image>\\n"``.
@@ -6,7 +7,9 @@ content part instead (:func:`strip_image_tag`); in LLaVA JSON records it becomes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 IMAGE_TAG = "<image>"
 
@@ -84,18 +87,22 @@ EMOVIT_CONVERSATION_PROMPT = (
     "convincing and "
     "well-organized. You can include multiple paragraphs if necessary."
 )
-# EmoVIT §3.2 describes Reasoning data but does not print its prompt; this wording is ours, following §3.2
-# (in-depth reasoning question, logical steps) and Fig. 10-11 (one question, no caption/attributes).
-EMOVIT_REASONING_PROMPT = (
-    "Design one complex reasoning question about this photo that goes beyond the visible content and "
-    "asks why "
-    "the image evokes its emotion, then answer it with clear logical reasoning steps grounded in what "
-    "you see. "
-    "Never mention the caption or the attribute list; answer as if you are seeing the image. Please "
-    "answer with "
-    "the format Question: Answer:"
-)
+# The authors' scripts send GPT-4 (text only) a system message and the caption + attributes as the user
+# message (EmoVIT repository, emo/gpt4_conversation.py / emo/gpt4_reasoning.py). Conversation: emo/prompt/
+# conversation.txt, which is the Supplementary §7.2 text above (system prompt + conversation instructions).
+EMOVIT_CONVERSATION_SYSTEM = EMOVIT_SYSTEM_PROMPT + "\n\n" + EMOVIT_CONVERSATION_PROMPT
+# The EmoSet attributes the authors' emo/cap-anno.py sends, in its order; EmoVIT §3.2 also lists scene type
 EMOVIT_ATTRIBUTES = ("emotion", "brightness", "colorfulness", "object", "facial_expression", "human_action")
+
+
+@functools.cache
+def emovit_reasoning_system() -> str:
+    """The Reasoning system message with its three in-context examples, as the authors' script sends it
+    (EmoVIT repository, emo/prompt/reasoning.txt; EmoVIT §3.2 mentions the seed examples but does not print
+    them). Kept in ``emovit_prompts.yaml`` beside this module."""
+    import yaml
+
+    return yaml.safe_load((Path(__file__).with_name("emovit_prompts.yaml")).read_text())["reasoning_system"]
 
 
 def strip_image_tag(prompt: str) -> str:
@@ -127,10 +134,11 @@ def emovit_categorical(labels: Sequence[str], label: str) -> tuple[str, str]:
     return EMOVIT_CATEGORICAL_QUESTION.format(options=opts), EMOVIT_CATEGORICAL_ANSWER.format(label=label)
 
 
-def emovit_context(caption: str, attributes: Mapping[str, object]) -> str:
-    """EmoVIT §3.2 context: the caption plus the EmoSet attribute list (scene type is not used)."""
-    lines = [f"Caption: {caption.strip()}"]
-    for name in EMOVIT_ATTRIBUTES:
-        if attributes.get(name) is not None:
-            lines.append(f"{name.replace('_', ' ').capitalize()}: {attributes[name]}")
-    return "\n".join(lines)
+def emovit_context(caption: str, attributes: Mapping[str, object],
+                   names: Sequence[str] = EMOVIT_ATTRIBUTES) -> str:
+    """EmoVIT §3.2 context as the authors' emo/cap-anno.py writes it (the GPT-4 user message): the caption,
+    a blank line, then ``name: value`` for each attribute the image has, in ``names`` order. The scripts send
+    emotion, brightness, colorfulness, object, facial_expression, human_action; §3.2 also lists scene type
+    (add "scene" to ``names``)."""
+    lines = [f"{name}: {attributes[name]}" for name in names if attributes.get(name) is not None]
+    return caption.strip() + "\n\n" + "\n".join(lines)

@@ -76,7 +76,7 @@ def test_grounding_variant() -> None:
 def test_label_lookup_embeds_only_missing_texts(tmp_path: Path) -> None:
     from tinyemo_core.config import load_flows
     from tinyemo_core.encoders.labels import load_label_embedder
-    from tinyemo_core.evaluate.label_lookup import label_vectors
+    from tinyemo_core.stages.label_lookup import label_vectors
 
     spec = load_flows(ROOT / "flows.yaml").backbones["minilm"]
     first = label_vectors(spec, "minilm", tmp_path, ["joy", "cheerful and content"])

@@ -1,4 +1,5 @@
-"""Label texts -> vectors in a backbone's space, reusing the label store and embedding only what is missing.
+"""Label texts -> vectors in a backbone's space: which complete label tables already hold them (read only;
+:func:`tinyemo_core.stages.label_lookup.label_vectors` embeds the missing ones through the labels stage).
 
 A label vector depends only on (backbone fingerprint, text), so any complete table under
 ``labels/<backbone>/`` written with the same backbone fingerprint can serve it. Texts found nowhere are
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyemo_core.encoders.specs import BackboneSpec
 from tinyemo_core.store.atomic import read_json
 from tinyemo_core.store.labels import label_table_complete, read_label_table
 
@@ -53,29 +53,3 @@ def cached_vectors(
             found.update(hits)
             used.append(str(path))
     return found, used
-
-
-def label_vectors(
-    spec: BackboneSpec,
-    backbone_name: str,
-    storage_root: Path,
-    texts: Iterable[str],
-    *,
-    backbone_fingerprint: str | None = None,
-) -> LabelVectors:
-    """Vectors for ``texts``: cached ones from the label store, the rest embedded with the backbone and
-    stored as a new label table (with its FAISS index, like every label table)."""
-    from tinyemo_core.stages import labels as labels_stage
-
-    texts = list(dict.fromkeys(texts))
-    fp = backbone_fingerprint or labels_stage.backbone_fingerprint(spec)
-    found, used = cached_vectors(storage_root, backbone_name, fp, texts)
-    missing = [t for t in texts if t not in found]
-    if missing:
-        desc = labels_stage.embed_labels(
-            spec, backbone_name, [(t, LITERAL) for t in missing], Path(storage_root), fp
-        )
-        table = read_label_table(Path(desc["table"]))
-        found.update({t: table.vectors[i] for i, t in enumerate(table.texts) if t in set(missing)})
-        used.append(desc["table"])
-    return LabelVectors({t: found[t] for t in texts}, len(texts) - len(missing), len(missing), used)

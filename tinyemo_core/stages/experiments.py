@@ -158,11 +158,11 @@ def reground(
     ``regrounding.md`` / ``.json`` (per dataset: per-class accuracy, baseline vs each variant with the change,
     Table VII's layout) and ``predictions.parquet`` (per sample: baseline and variant predictions).
     """
-    from tinyemo_core.evaluate.label_lookup import label_vectors
     from tinyemo_core.evaluate.metrics import score_dataset
     from tinyemo_core.evaluate.regrounding import regrounding_table, score_with_labels
     from tinyemo_core.projector.io import load_projector, project
     from tinyemo_core.stages.assemble import label_ids, load_split
+    from tinyemo_core.stages.label_lookup import label_vectors
 
     if (done := read_regrounding(out_dir)) is not None:
         return {"out_dir": str(out_dir), "computed": False, **done}

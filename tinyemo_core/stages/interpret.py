@@ -142,7 +142,7 @@ def encode_files(cfg: RunConfig, run_dir: Path, paths: Sequence[Path], *, which:
 
 def text_vectors(cfg: RunConfig, texts: Sequence[str]) -> np.ndarray:
     """Texts embedded like labels with the run's backbone (cached in the label store)."""
-    from tinyemo_core.evaluate.label_lookup import label_vectors
+    from tinyemo_core.stages.label_lookup import label_vectors
 
     return label_vectors(cfg.backbone, cfg.backbone_name, cfg.storage_root, list(texts)).stack(texts)
 

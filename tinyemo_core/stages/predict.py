@@ -124,9 +124,9 @@ def predict(
     (see :func:`config_for_run`). Undecodable images get ``error`` instead of stopping the batch."""
     from tinyemo_core.data.images import load_rgb
     from tinyemo_core.encoders.extract import encode_images
-    from tinyemo_core.evaluate.label_lookup import label_vectors
     from tinyemo_core.projector.io import load_projector, project
     from tinyemo_core.stages.features import load_encoder
+    from tinyemo_core.stages.label_lookup import label_vectors
 
     model = load_projector(run_dir, which=which)  # type: ignore[arg-type]
     lookup = label_vectors(cfg.backbone, cfg.backbone_name, cfg.storage_root, [t for _, t in pairs])

@@ -37,7 +37,9 @@ def test_validate_reports_bad_field_by_path() -> None:
 
 
 def test_validate_prints_resolved_profile() -> None:
-    result = runner.invoke(app, ["validate", "--config", str(ROOT / "flows.yaml"), "--profile", "paper"])
+    result = runner.invoke(
+        app, ["validate", "--config", str(ROOT / "flows.yaml"), "--profile", "paper", "--config-only"]
+    )
     assert result.exit_code == 0, result.output
     assert '"encoder_name": "clip-vit-l-14"' in result.output
 

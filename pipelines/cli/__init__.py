@@ -38,8 +38,37 @@ def run(
     model: Annotated[
         str | None, typer.Option(help="evaluate-generated: a saved model folder or a served model id")
     ] = None,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="the profile as written, but on a few generated images in each dataset's own layout "
+        "and tiny random models of the same families, under <storage_root>/smoke/<profile>/")] = False,
 ) -> None:
-    """Run one flow through Prefect (embedded server unless PREFECT_API_URL points at one)."""
+    """Run one flow through Prefect (embedded server unless PREFECT_API_URL points at one).
+
+    A preflight (`tinyemo check`) runs first, before Prefect starts: any problem stops the run (exit 2)."""
+    import contextlib
+
+    from pipelines.cli.check import declared_flow_names, preflight_or_exit
+
+    if flow not in (names := declared_flow_names()):
+        console.print(f"[red]unknown flow {flow!r}[/red]; choose one of: {', '.join(names)}")
+        raise typer.Exit(2)
+    cfg = load(config, profile, overrides)
+    from tinyemo_core.stages.features_only import NeedsImages, check_flow
+
+    try:
+        check_flow(cfg, flow)  # a flow that needs pixels refuses a features-only dataset in one line
+    except NeedsImages as exc:
+        raise fail(exc) from None
+    with contextlib.ExitStack() as stack:
+        if smoke:
+            from pipelines.cli.smoke import enter_smoke
+
+            cfg, overrides = enter_smoke(stack, cfg, flow, overrides or [])
+        preflight_or_exit(cfg, flow, model=model, smoke=smoke)
+        _run_flow(flow, cfg, overrides or [], params, model)
+
+
+def _run_flow(flow: str, cfg, overrides: list[str], params: list[str] | None, model: str | None) -> None:
     import inspect
 
     import yaml
@@ -57,12 +86,14 @@ def run(
         if not _ or name not in accepted or name in ("config", "profile", "overrides"):
             choices = [p for p in accepted if p not in ("config", "profile", "overrides")]
             raise fail(f"--param {item!r}: {flow} takes NAME=VALUE with NAME in {choices or 'nothing'}")
-        extra[name] = yaml.safe_load(value)
+        try:
+            extra[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise fail(f"--param {item!r}: the value is not valid YAML; quote it") from None
     if model is not None:
         if "model" not in accepted:
             raise fail(f"--model: {flow} takes no model (evaluate-generated does)")
         extra["model"] = model
-    cfg = load(config, profile, overrides)
     console.print(
         f"[bold]tinyemo[/bold] {flow} · profile [cyan]{cfg.profile}[/cyan] · store {cfg.storage_root}"
     )
@@ -71,7 +102,7 @@ def run(
 
     runner = task_runner_from(cfg.flows.task_runner)
     result = known[flow].with_options(task_runner=runner)(
-        config=str(cfg.config_path), profile=profile, overrides=overrides or [], **extra
+        config=str(cfg.config_path), profile=cfg.profile, overrides=overrides, **extra
     )
     console.print(f"[green]{flow} finished in {time.perf_counter() - start:.1f} s[/green]")
     _print_result(result)
@@ -121,15 +152,6 @@ def list_flows(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def validate(
-    config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", overrides: SetOpt = None
-) -> None:
-    """Validate flows.yaml and print the resolved profile."""
-    cfg = load(config, profile, overrides)
-    console.print_json(cfg.model_dump_json(exclude={"flows"}))
-
-
-@app.command()
 def status(
     config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", as_json: JsonOpt = False
 ) -> None:
@@ -159,8 +181,9 @@ def status(
 
 def _register_extensions() -> None:
     """Commands that live in their own modules (operations; predict)."""
-    from pipelines.cli import explore, generation, ops, predict, stores
+    from pipelines.cli import check, explore, generation, ops, predict, stores
 
+    check.register(app)
     explore.register(app)
     generation.register(app)
     ops.register(app)

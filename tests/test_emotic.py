@@ -15,6 +15,7 @@ from tinyemo_core.data.adapters.emotic import read_emotic
 from tinyemo_core.data.emotic_boxes import BoxStyle, boxes_root, draw_box, pixel_box, render_person
 from tinyemo_core.data.ingest import build_manifest
 from tinyemo_core.generate import emotic_export as X
+from tinyemo_core.judge import emotic as E
 from tinyemo_core.stages import emotic as S
 from tinyemo_core.store.manifests import write_manifest
 
@@ -100,7 +101,7 @@ def test_vad_bins_and_words() -> None:
     assert [X.vad_bin(v) for v in values] == [1, 1, 2, 5, 6, 10, 10, 1, 10]
     for b in range(1, 11):  # every bin survives answer -> parse
         text = X.answer(["fear"], (b, 11 - b, b), "emotions_vad")
-        assert X.parse_answer(text) == (["fear"], (b, 11 - b, b))
+        assert E.parse_answer(text) == (["fear"], (b, 11 - b, b))
 
 
 def _persons(tmp_path: Path) -> tuple[Path, Path, dict]:
@@ -138,15 +139,16 @@ def test_both_export_variants(tmp_path: Path) -> None:
     human, gpt = rec["conversations"][0]["value"], rec["conversations"][1]["value"]
     assert human.startswith("<image>\n") and "the person in the red box" in human
     assert (boxes_root(store) / rec["image"]).is_file()
-    cats, bins = X.parse_answer(gpt)
+    cats, bins = E.parse_answer(gpt)
     assert cats and all(b is not None for b in bins)
     plain = emo[rec["id"]]["conversations"][1]["value"]
-    assert X.parse_answer(plain) == (cats, (None, None, None)) and "alence" not in plain
+    assert E.parse_answer(plain) == (cats, (None, None, None)) and "alence" not in plain
     sad = next(r for r in vad.values() if "sadness" in r["conversations"][1]["value"])
     assert sad["conversations"][1]["value"] == "Emotions: fatigue, sadness. Valence: fairly low. Arousal: " \
         "fairly low. Dominance: somewhat low."
     assert not S.export_persons("emotic", persons_dir, store)["computed"]
-    items, cats26 = S.person_eval_items("emotic", persons_dir, store, "test")
+    persons = S.read_persons(persons_dir).to_pylist()
+    items, cats26 = E.person_items("emotic", persons, boxes_root(store), "test")
     assert cats26 == list(X.CATEGORIES) and len(cats26) == 26
     assert [(it.labels, it.vad) for it in items] == [(("fear", "surprise"), (2.4, 8.6, 3.5))]
     assert Path(items[0].image_path).is_file()

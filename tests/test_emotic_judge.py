@@ -10,10 +10,12 @@ import pytest
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
+from tinyemo_core.data.emotic_boxes import boxes_root
 from tinyemo_core.data.ingest import build_manifest
 from tinyemo_core.generate import emotic_export as X
 from tinyemo_core.judge import emotic as E
 from tinyemo_core.judge.metrics import map_scores, multilabel_targets, vad_bin_mae
+from tinyemo_core.stages.emotic import read_persons, render_persons
 from tinyemo_core.store.manifests import read_manifest, write_manifest
 
 
@@ -25,9 +27,16 @@ def _manifest(tmp_path: Path) -> tuple[Path, Path, Path]:
     return root, store, manifest
 
 
+def _person_items(manifest: Path, root: Path, store: Path, split: str, max_items: int | None = None):
+    """What the evaluate-generated stage does for a per-person recipe: render (cached), then items."""
+    persons = render_persons("emotic", manifest, root, store)
+    rows = read_persons(Path(persons["dir"])).to_pylist()
+    return E.person_items("emotic", rows, boxes_root(store), split=split, max_items=max_items)
+
+
 def test_person_items_one_per_person_with_red_box_images(tmp_path: Path) -> None:
     root, store, manifest = _manifest(tmp_path)
-    items, cats = E.person_items("emotic", manifest, root, store, split="train")
+    items, cats = _person_items(manifest, root, store, split="train")
     assert cats == list(X.CATEGORIES) and len(cats) == 26
     images = {r["image_id"]: r for r in read_manifest(manifest).to_pylist() if r["split"] == "train"}
     assert len(items) == 5 and len(images) == 2  # 2 + 3 people on the two train images
@@ -42,11 +51,11 @@ def test_person_items_one_per_person_with_red_box_images(tmp_path: Path) -> None
     assert all(d.shape == source.shape and (d != source).any() for d in drawn)  # each person's own box
     assert not np.array_equal(drawn[0], drawn[1])
     mtimes = [Path(it.image_path).stat().st_mtime_ns for it in items]
-    again, _ = E.person_items("emotic", manifest, root, store, split="train", max_items=2)
+    again, _ = _person_items(manifest, root, store, split="train", max_items=2)
     assert [it.sample_id for it in again] == ids[:2]
     assert [Path(it.image_path).stat().st_mtime_ns for it in items] == mtimes  # cached, not redrawn
     with pytest.raises(ValueError, match="no 'val' persons"):
-        E.person_items("emotic", manifest, root, store, split="val")
+        _person_items(manifest, root, store, split="val")
 
 
 @pytest.mark.parametrize(
@@ -62,14 +71,14 @@ def test_person_items_one_per_person_with_red_box_images(tmp_path: Path) -> None
     ],
 )
 def test_parse_real_looking_answers(answer: str, cats: list[str], vad: tuple) -> None:
-    assert X.parse_answer(answer) == (cats, vad)
+    assert E.parse_answer(answer) == (cats, vad)
 
 
 def test_exported_targets_parse_back_and_score_perfectly(tmp_path: Path) -> None:
     root, store, manifest = _manifest(tmp_path)
-    items, cats = E.person_items("emotic", manifest, root, store, split="train")
+    items, cats = _person_items(manifest, root, store, split="train")
     gold = [X.answer(it.labels, it.vad, "emotions_vad") for it in items]
-    parsed = [X.parse_answer(a) for a in gold]
+    parsed = [E.parse_answer(a) for a in gold]
     assert [sorted(p[0]) for p in parsed] == [sorted(it.labels) for it in items]
     assert [p[1] for p in parsed] == [tuple(X.vad_bin(v) for v in it.vad) for it in items]
     targets = multilabel_targets([it.labels for it in items], cats)

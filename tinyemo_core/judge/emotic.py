@@ -9,26 +9,15 @@ Categories: every EMOTIC category named anywhere in the answer (the whole-word r
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tinyemo_core.data.emotic_persons import CATEGORIES, DIMENSIONS, VAD_WORDS, person_vad, vad_bin
 from tinyemo_core.judge.parse import parse_label_set
-
-DIMENSIONS = ("valence", "arousal", "dominance")
-
-
-def vad_scale() -> tuple[str, ...] | None:
-    """The 10 V/A/D words of the EMOTIC exports ("very low" = 1 ... "very high" = 10), or None when the
-    EMOTIC export module does not provide them (then V/A/D is not scored)."""
-    try:
-        from tinyemo_core.generate import emotic_export  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    words = getattr(emotic_export, "VAD_WORDS", None)
-    return tuple(words) if words else None
+from tinyemo_core.judge.plan import EvalItem
 
 
-def parse_vad(text: str, words: Sequence[str]) -> tuple[int | None, int | None, int | None]:
+def parse_vad(text: str, words: Sequence[str] = VAD_WORDS) -> tuple[int | None, int | None, int | None]:
     """Bins (1-10) of valence, arousal, dominance named in ``text``; None where a dimension has no word."""
     if len(words) != 10:
         raise ValueError(f"the V/A/D scale must have 10 words (bins 1-10), got {len(words)}")
@@ -41,33 +30,39 @@ def parse_vad(text: str, words: Sequence[str]) -> tuple[int | None, int | None, 
     return tuple(out)  # type: ignore[return-value]
 
 
-def vad_bin(value: float) -> int:
-    """A 1-10 EMOTIC rating as its bin (rounded half up, clipped to 1-10)."""
-    return int(min(10, max(1, int(float(value) + 0.5))))
-
-
-def parse_categories(text: str, categories: Sequence[str]) -> list[str]:
+def parse_categories(text: str, categories: Sequence[str] = CATEGORIES) -> list[str]:
     """The EMOTIC categories named in an answer, in order of first mention."""
     return parse_label_set(text, categories, synonyms=False)
 
 
+def parse_answer(text: str) -> tuple[list[str], tuple[int | None, int | None, int | None]]:
+    """``(categories in order of first mention, (valence, arousal, dominance) bins or None)`` of an answer
+    in the export's format (:mod:`tinyemo_core.generate.emotic_export`)."""
+    return parse_categories(text, CATEGORIES), parse_vad(text, VAD_WORDS)
+
+
 def person_items(
     dataset: str,
-    manifest: Path,
-    dataset_root: Path,
-    storage_root: Path,
+    persons: Sequence[Mapping],
+    boxes_root: Path,
     split: str = "test",
     max_items: int | None = None,
-) -> tuple[list, list[str]]:
+) -> tuple[list[EvalItem], list[str]]:
     """The scored items of an EMOTIC split, ONE PER PERSON (the poster's unit), and the 26 categories.
 
-    Drop-in for :func:`tinyemo_core.judge.plan.load_items` when ``recipe == "llava-emotic"``: makes (or
-    reuses: idempotent, cached by fingerprint) the per-person table and red-box images of
-    :func:`tinyemo_core.stages.emotic.render_persons`; each item's ``sample_id`` is the person id
-    (``<image_id>-p<index>``), its image the person's red-box PNG, ``labels`` its categories, ``vad`` its
-    ratings (None when not annotated). Items are sorted by person id; ``max_items`` keeps the first N."""
-    from tinyemo_core.stages.emotic import person_eval_items, render_persons
+    ``persons``: the rows of the per-person table (:func:`tinyemo_core.stages.emotic.render_persons`); each
+    item's ``sample_id`` is the person id (``<image_id>-p<index>``), its image the person's red-box PNG under
+    ``boxes_root``, ``labels`` its categories, ``vad`` its ratings (None when not annotated). Items are sorted
+    by person id; ``max_items`` keeps the first N."""
+    rows = sorted((r for r in persons if r["split"] == split), key=lambda r: r["person_id"])
+    if not rows:
+        raise ValueError(f"the EMOTIC person table of {dataset!r} has no {split!r} persons")
+    items = [
+        EvalItem(dataset, r["person_id"], str(Path(boxes_root) / r["rendered"]), r["labels"][0],
+                 tuple(r["labels"]), person_vad(r))
+        for r in rows
+    ]
+    return (items[:max_items] if max_items else items), list(CATEGORIES)
 
-    summary = render_persons(dataset, Path(manifest), Path(dataset_root), Path(storage_root))
-    items, categories = person_eval_items(dataset, Path(summary["dir"]), Path(storage_root), split)
-    return (items[:max_items] if max_items else items), categories
+
+__all__ = ["DIMENSIONS", "parse_answer", "parse_categories", "parse_vad", "person_items", "vad_bin"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tinyemo_core.data.emotic_persons import PERSON_PROMPT
 from tinyemo_core.generate import prompts as P
 
 # EmoVIT §4.3.2, the two semantically similar instructions (``cls_1, cls_2, ...`` -> {options}).
@@ -25,10 +26,7 @@ EMOVIT_SENSITIVITY_INSTRUCTIONS: tuple[str, ...] = (
     "Predict emotion:",
 )
 REASONING_PROMPT = "What does this image make you feel?"  # TinyEmo Table VI
-EMOTIC_PERSON_PROMPT = (
-    "What emotions does the person in the red box feel? List every emotion that applies from: {labels}. "
-    "Then rate the person's valence, arousal and dominance from very low to very high."
-)
+EMOTIC_PERSON_PROMPT = PERSON_PROMPT  # the export's emotions_vad question
 
 
 def options_text(labels: Sequence[str]) -> str:

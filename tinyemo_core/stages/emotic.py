@@ -8,7 +8,8 @@ then the two LLaVA exports.
 - :func:`export_persons`: that table -> ``storage/emotic/<dataset>/export-<fp16>/<variant>_<split>.json``
   (variants ``emotions_vad`` and ``emotions``) in LLaVA format, images relative to ``storage/emotic_boxes/``;
   ``summary.json`` last.
-- :func:`person_eval_items`: the scored items of a split, one per person, for the generated-answer judge.
+- :func:`read_persons`: the person table (the generated-answer judge scores one item per person,
+  :func:`tinyemo_core.judge.emotic.person_items`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tinyemo_core.data.emotic_boxes import RENDER_VERSION, BoxStyle, boxes_root, render_person
+from tinyemo_core.data.emotic_persons import person_vad
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.generate import emotic_export as X
 from tinyemo_core.store.atomic import read_json, write_json, write_parquet
@@ -146,11 +148,6 @@ def read_persons(persons_dir: Path) -> pa.Table:
     return pq.read_table(Path(persons_dir) / "persons.parquet")
 
 
-def _vad(row: dict) -> tuple[float, float, float] | None:
-    vals = [row.get(k) for k in X.DIMENSIONS]
-    return None if any(v is None for v in vals) else tuple(float(v) for v in vals)  # type: ignore[return-value]
-
-
 # --- LLaVA exports ----------------------------------------------------------------------------------------
 def export_plan(dataset: str, persons_dir: Path, storage_root: Path) -> StorePlan:
     persons_fp = _require(persons_dir)["fingerprint"]
@@ -173,12 +170,12 @@ def export_persons(dataset: str, persons_dir: Path, storage_root: Path) -> dict[
     for variant in X.VARIANTS:
         by_split: dict[str, list[dict]] = {}
         for row in rows:
-            rec = X.person_record(row["person_id"], row["rendered"], row["labels"], _vad(row), variant)
+            rec = X.person_record(row["person_id"], row["rendered"], row["labels"], person_vad(row), variant)
             by_split.setdefault(row["split"], []).append(rec)
         for split, recs in sorted(by_split.items()):
             files[f"{variant}_{split}"] = str(write_records(recs, plan.path / f"{variant}_{split}.json"))
             records[f"{variant}_{split}"] = len(recs)
-    no_vad = Counter(r["split"] for r in rows if _vad(r) is None)
+    no_vad = Counter(r["split"] for r in rows if person_vad(r) is None)
     summary = {
         "dataset": dataset, "fingerprint": plan.fingerprint, "dir": str(plan.path), "files": files,
         "image_root": str(boxes_root(storage_root)), "records": records,
@@ -187,19 +184,3 @@ def export_persons(dataset: str, persons_dir: Path, storage_root: Path) -> dict[
     write_json(plan.path / SUMMARY, summary)
     return {**summary, "computed": True}
 
-
-def person_eval_items(dataset: str, persons_dir: Path, storage_root: Path, split: str = "test"):
-    """``(items, categories)`` for :mod:`tinyemo_core.judge`: one EvalItem per person of ``split`` (sample
-    id = person id, image = its red-box PNG, labels = its categories, V/A/D when annotated), 26 categories."""
-    from tinyemo_core.judge.plan import EvalItem
-
-    root = boxes_root(storage_root)
-    rows = [r for r in read_persons(persons_dir).to_pylist() if r["split"] == split]
-    if not rows:
-        raise ValueError(f"EMOTIC person table {persons_dir} has no {split!r} persons")
-    items = [
-        EvalItem(dataset, r["person_id"], str(root / r["rendered"]), r["labels"][0], tuple(r["labels"]),
-                 _vad(r))
-        for r in sorted(rows, key=lambda r: r["person_id"])
-    ]
-    return items, list(X.CATEGORIES)

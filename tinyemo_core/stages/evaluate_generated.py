@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from tinyemo_core.config import DatasetSpec
+from tinyemo_core.data.emotic_boxes import boxes_root
+from tinyemo_core.data.emotic_persons import VAD_WORDS
 from tinyemo_core.encoders.specs import VisionEncoderSpec
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.identity import local_model_fingerprint
@@ -32,6 +34,7 @@ from tinyemo_core.judge.parse import parse_label
 from tinyemo_core.judge.plan import EvalItem, chains_for, instruction_id, load_items
 from tinyemo_core.judge.prompts import default_instruction
 from tinyemo_core.judge.spec import TRANSPORT_FIELDS, EvaluateGeneratedSpec
+from tinyemo_core.stages.emotic import read_persons, render_persons
 from tinyemo_core.store.answers import answers_dir, answers_root
 from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.evaluations import (
@@ -146,8 +149,9 @@ def evaluate_generated(
     labels: dict[str, list[str]] = {}
     for n in names:
         if spec.recipe == "llava-emotic":  # one item per annotated person, its red-box image (the poster)
-            items[n], labels[n] = E.person_items(n, Path(manifests[n]), datasets[n].root, storage_root,
-                                                 spec.split, spec.max_images)
+            persons = render_persons(n, Path(manifests[n]), datasets[n].root, storage_root)
+            items[n], labels[n] = E.person_items(n, read_persons(Path(persons["dir"])).to_pylist(),
+                                                 boxes_root(storage_root), spec.split, spec.max_images)
         else:
             items[n], labels[n] = load_items(n, Path(manifests[n]), datasets[n].root, spec.split,
                                              spec.max_images)
@@ -254,7 +258,7 @@ def evaluate_generated(
 def _score(spec, names, tmpl, items, labels, texts, roles):
     summary: dict[str, Any] = {"datasets": {}}
     confusions, rows, acc_by = {}, [], {}
-    scale = E.vad_scale() if spec.recipe == "llava-emotic" else None
+    scale = VAD_WORDS if spec.recipe == "llava-emotic" else None
     for n in names:
         d: dict[str, Any] = {"role": roles.get(n, "held_out"), "n": len(items[n])}
         for k, t in enumerate(tmpl):

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tinyemo_core.encoders.embedding_table import find_embedding_key
 from tinyemo_core.encoders.specs import BackboneSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
@@ -84,8 +85,6 @@ def _hub_download(repo: str, revision: str | None, weights: bool) -> Path:
         if not weights:  # the one file holding the embedding table lands in the same snapshot folder
             index = root / "model.safetensors.index.json"
             if index.is_file():
-                from tinyemo_core.encoders.embedding_table import find_embedding_key
-
                 wm = json.loads(index.read_text())["weight_map"]
                 hf_hub_download(repo, wm[find_embedding_key(list(wm))], revision=revision)
             else:

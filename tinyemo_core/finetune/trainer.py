@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from tinyemo_core.finetune.spec import TrainArgs
+from tinyemo_core.monitor import peak_rss_mb
 from tinyemo_core.store.atomic import read_json, staged_dir, write_json
 
 RESULT = "train_result.json"
@@ -79,8 +80,6 @@ def memory_snapshot() -> dict[str, Any]:
 
         return {"device": "cpu", "rss_mb": round(pages * resource.getpagesize() / 2**20, 1)}
     except (OSError, ValueError, IndexError):
-        from tinyemo_core.monitor import peak_rss_mb
-
         return {"device": "cpu", "rss_mb": peak_rss_mb()}
 
 

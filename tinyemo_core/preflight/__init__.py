@@ -156,11 +156,21 @@ def check_generation(cfg: RunConfig) -> list[Finding]:
         found += resources.check_device(subject, "generation.device", gen.device, heavy=gen.model != "tiny")
     else:
         found += resources.check_endpoint(subject, gen.base_url, gen.model, gen.api_key_env, SERVE_HINT)
-    if models.sees_images(gen.model, gen.model_revision) is False:
+    seer, field = (gen, "generation") if gen.captioner is None else (gen.captioner, "generation.captioner")
+    if gen.captioner is not None:  # EmoVIT: the captioner sees the images, generation.model only text
+        cap = gen.captioner
+        if cap.backend == "transformers":
+            found += models.check_model_ref(subject, "generation.captioner.model", cap.model,
+                                            revision=cap.model_revision, what="captioner")
+            found += resources.check_device(subject, "generation.captioner.device", cap.device, heavy=True)
+        else:
+            found += resources.check_endpoint(subject, cap.base_url, cap.model, cap.api_key_env, SERVE_HINT)
+    if models.sees_images(seer.model, seer.model_revision) is False:
         found.append(Finding(
-            "generator", subject, f"generation.model {gen.model} takes no images, but generate-qa "
+            "generator", subject, f"{field}.model {seer.model} takes no images, but generate-qa "
             f"({gen.mode} mode) sends every image to it",
-            "use a vision-language model for the image-seeing role (docs/generation.md)"))
+            "use a vision-language model for the image-seeing role (EmoVIT: generation.captioner; "
+            "docs/generation.md)"))
     return found
 
 

@@ -24,6 +24,7 @@ from tinyemo_core.interpret.spec import InterpretSpec
 from tinyemo_core.judge.spec import EvaluateGeneratedSpec
 from tinyemo_core.ops_spec import NAME_PATTERN, DeploymentSpec, GpuSpec, TaskRunnerSpec
 from tinyemo_core.projector.spec import TrainingSpec
+from tinyemo_core.projector.transfer_spec import LabelTransferSpec
 from tinyemo_core.registry import backbones
 
 LAYOUTS = tuple(ADAPTERS)  # one adapter per published layout + generic folders/CSV/JSONL
@@ -108,6 +109,7 @@ class ProfileSpec(Strict):
     interpret: InterpretSpec | None = None  # neuron atlas / ablation / bias report (docs/interpretability.md)
     grid: GridSpec | None = None  # default encoders/backbones of encoder-backbone-grid (Table IV)
     reasoning: ReasoningSpec | None = None  # fine-tuning + conditional reasoning (docs/reasoning.md)
+    label_transfer: LabelTransferSpec | None = None  # generalized zero-shot flow (docs/experiments.md)
 
     @model_validator(mode="after")
     def _trained_as_run(self) -> ProfileSpec:

@@ -22,6 +22,7 @@ CODE_VERSIONS: dict[str, str] = {
     "evaluate_generated": "1",  # generated-answer evaluation (tinyemo_core/judge, docs/judging.md)
     "finetune": "1",  # reasoning fine-tuning stages (tinyemo_core/finetune, docs/reasoning.md)
     "reason": "1",  # conditional-reasoning outputs (tinyemo_core/stages/reason.py)
+    "label_transfer": "1",  # generalized zero-shot runs, calibration, report (stages/label_transfer.py)
 }
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tinyemo_core.projector.model import MetricProjector
-from tinyemo_core.store.atomic import read_json, write_atomic
+from tinyemo_core.store.atomic import read_json, write_atomic, write_json
 
 BEST, LAST, CHECKPOINT = "best.safetensors", "last.safetensors", "checkpoint.pt"
 CONFIG, METRICS = "config.json", "metrics.json"
@@ -63,3 +63,27 @@ def project(model: MetricProjector, features: np.ndarray, batch_size: int = 4096
         out[start:start + len(rows)] = model(rows.to(device)).cpu().numpy()
     model.train(was_training)
     return out
+
+
+CALIBRATION, TRAINED_LABELS = "calibration.json", "trained_labels.json"
+
+
+def write_trained_labels(run_dir: Path, texts: list[str]) -> Path:
+    """Record the label texts a run was trained towards (``tinyemo predict`` flags every other word)."""
+    return write_json(Path(run_dir) / TRAINED_LABELS, {"texts": sorted(set(texts))})
+
+
+def read_trained_labels(run_dir: Path) -> list[str] | None:
+    """The label texts the run trained on, or None for a run trained before they were recorded."""
+    data = read_json(Path(run_dir) / TRAINED_LABELS)
+    return None if data is None else list(data["texts"])
+
+
+def write_calibration(run_dir: Path, calibration: dict[str, Any]) -> Path:
+    """Store a run's calibration (method, margin, how it was chosen) next to its weights."""
+    return write_json(Path(run_dir) / CALIBRATION, calibration)
+
+
+def read_calibration(run_dir: Path) -> dict[str, Any] | None:
+    """The run's calibration, or None when none was chosen for it."""
+    return read_json(Path(run_dir) / CALIBRATION)

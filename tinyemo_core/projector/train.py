@@ -70,6 +70,19 @@ def validation_accuracy(model: MetricProjector, data: TrainData, label_table: np
     return accs
 
 
+def word_mixup_loss(model: MetricProjector, features: torch.Tensor, targets: torch.Tensor, alpha: float,
+                    rng: np.random.Generator) -> torch.Tensor:
+    """Label-embedding mixup (``TrainingSpec.word_mixup``): each row is mixed with a shuffled partner,
+    ``lam ~ Beta(alpha, alpha)`` per row, in feature space; the loss is 1 - cos(projection of the mix,
+    normalised same mix of the two rows' label embeddings), averaged over the batch."""
+    n = features.shape[0]
+    lam = torch.from_numpy(rng.beta(alpha, alpha, size=(n, 1)).astype(np.float32)).to(features.device)
+    partner = torch.from_numpy(rng.permutation(n)).to(features.device)
+    mixed = lam * features + (1 - lam) * features[partner]
+    target = torch.nn.functional.normalize(lam * targets + (1 - lam) * targets[partner], dim=1)
+    return (1 - (model(mixed) * target).sum(dim=1)).mean()
+
+
 def _synonym_rows(train: TrainData, synonyms: dict[int, list[int]] | None) -> np.ndarray | None:
     """Rows that may take a synonym text: ``train.synonym_rows``; a single dataset without a mask takes
     them all; several datasets without a mask are refused (the swap must not reach datasets that did not
@@ -108,7 +121,8 @@ def _load_finished(run_dir: Path) -> TrainResult:
 
 def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.ndarray, spec: TrainingSpec,
                     out_dir: Path, *, synonyms: dict[int, list[int]] | None = None, progress: bool = True,
-                    on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+                    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                    label_texts: list[str] | None = None) -> TrainResult:
     """Train a Metric Projector (TinyEmo §III-B, §IV) into ``out_dir``.
 
     ``label_vectors`` (V, D) is the shared label vocabulary (normalised here); ``train.label_ids`` and the
@@ -119,7 +133,9 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
     ``val``, best = last), an atomic ``checkpoint.pt`` and ``metrics.json``; then ``on_epoch(record)``. A
     killed run resumes from its last completed epoch and ends bit-identical to an uninterrupted one; a
     finished run (``metrics.json`` done) is returned as is. Unlike the reference, validation is a split
-    distinct from test and the best epoch is really tracked.
+    distinct from test and the best epoch is really tracked. ``label_texts`` (the texts of
+    ``label_vectors``' rows): the texts trained towards are recorded in ``trained_labels.json``, so that
+    ``tinyemo predict`` can say which words a run never saw.
     """
     out_dir = Path(out_dir)
     if len(train) < 2:
@@ -162,6 +178,7 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
 
         for epoch in range(start_epoch + 1, spec.epochs + 1):
             shuffle_rng, synonym_rng, torch_seed = _epoch_seeds(spec.seed, epoch)
+            mixup_rng = np.random.default_rng([spec.seed, epoch, 1])  # only drawn from with word_mixup
             torch.manual_seed(torch_seed)
             text_ids = draw_synonyms(train.label_ids, synonyms, spec.synonym_prob, synonym_rng,
                                      eligible=_synonym_rows(train, synonyms))
@@ -172,7 +189,11 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
             for idx in epoch_batches(len(train), spec.batch_size, shuffle_rng):
                 classes = torch.from_numpy(train.label_ids[idx]).to(device)
                 texts = torch.from_numpy(text_ids[idx]).to(device)
-                loss = loss_fn(model(train.batch(idx, device)), classes, table, texts)
+                feats = train.batch(idx, device)
+                loss = loss_fn(model(feats), classes, table, texts)
+                if spec.word_mixup is not None:
+                    loss = loss + spec.word_mixup.weight * word_mixup_loss(
+                        model, feats, table[texts], spec.word_mixup.alpha, mixup_rng)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -204,6 +225,9 @@ def train_projector(train: TrainData, val: TrainData | None, label_vectors: np.n
             if on_epoch is not None:
                 on_epoch(dict(record))
 
+    if label_texts is not None:
+        used = np.unique(np.concatenate(ids_used)).tolist()
+        io.write_trained_labels(out_dir, [label_texts[i] for i in used])
     write_json(out_dir / io.METRICS, {"done": True, "epochs": history, "best_epoch": best_epoch,
                                       "best_val_acc": best_acc, "param_count": config["param_count"]})
     (out_dir / io.CHECKPOINT).unlink(missing_ok=True)  # the finished run no longer needs optimiser state

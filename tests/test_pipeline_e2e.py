@@ -38,8 +38,10 @@ def test_build_dataset_end_to_end_and_cached(tmp_path: Path, small_config, prefe
     from tinyemo_core.store.inventory import inventory
 
     entries = inventory(storage)
-    assert {e.kind for e in entries} == {"manifest", "features", "labels", "run", "evaluation"}
-    assert all(e.complete and e.produced_by.startswith("build-dataset/") for e in entries), entries
+    chain = {"manifest", "features", "labels", "run", "evaluation"}
+    assert {e.kind for e in entries} == chain | {"demo-data", "splits"}
+    assert all(e.complete for e in entries), entries
+    assert all(e.produced_by.startswith("build-dataset/") for e in entries if e.kind in chain), entries
 
     features = _snapshot(storage, "features/**/*")
     labels = _snapshot(storage, "labels/**/*")

@@ -19,6 +19,7 @@ import yaml
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
 from tinyemo_core.errors import ConfigError
 from tinyemo_core.store.atomic import write_atomic
+from tinyemo_core.store.backbones import registry_path
 
 
 class FlowsFile(Protocol):
@@ -28,18 +29,11 @@ class FlowsFile(Protocol):
     backbones: dict[str, BackboneSpec]
 
 
-REGISTRY_FILE = "backbones.yaml"
-
-
 class UnknownModel(KeyError):
     """A model name that neither flows.yaml nor the backbone registry defines."""
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-def registry_path(storage_root: Path) -> Path:
-    return Path(storage_root) / REGISTRY_FILE
 
 
 def read_registry(storage_root: Path) -> dict[str, BackboneSpec]:

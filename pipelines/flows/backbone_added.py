@@ -99,7 +99,9 @@ def backbone_added(config: str = "flows.yaml", profile: str = "demo", overrides:
     )
 
     logger = get_run_logger()
-    base = load_config(config, profile, overrides or [])
+    from pipelines.runtime.memo import load_config_once
+
+    base = load_config_once(config, profile, overrides or [])
     registry = read_registry(base.storage_root)
     if backbone:
         todo = [backbone]

@@ -11,14 +11,18 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from pipelines.flows.steps import config_from, ensure_manifests
-from pipelines.runtime.caching import recorded
+from pipelines.runtime.caching import CACHED, recorded, up_to_date
 from pipelines.runtime.progress import ThrottledProgress
+from tinyemo_core.config import RunConfig
 from tinyemo_core.stages import emotic
+from tinyemo_core.store.emotic import EmoticStore
+from tinyemo_core.store.plan import StorePlan
 
 
-@task(name="emotic-persons")
+@task(name="emotic-persons", **CACHED)
 @recorded
-def persons_task(dataset: str, manifest: Path, root: Path, storage_root: Path, workers: int) -> dict:
+def persons_task(key: str, dataset: str, manifest: Path, root: Path, storage_root: Path,
+                 workers: int) -> dict:
     progress = ThrottledProgress(f"emotic-{dataset}".lower().replace("_", "-"), f"Red boxes for {dataset}")
 
     def on_progress(p: dict) -> None:
@@ -30,10 +34,30 @@ def persons_task(dataset: str, manifest: Path, root: Path, storage_root: Path, w
     )
 
 
-@task(name="emotic-export")
+@task(name="emotic-export", **CACHED)
 @recorded
-def export_task(dataset: str, persons_dir: Path, storage_root: Path) -> dict:
+def export_task(key: str, dataset: str, persons_dir: Path, storage_root: Path) -> dict:
     return emotic.export_persons(dataset, persons_dir, storage_root)
+
+
+def ensure_emotic(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, dict]:
+    """Per-person table and both exports of each layout-``emotic`` dataset, brought up to date."""
+    names = [n for n, s in cfg.datasets.items() if s.layout == "emotic"]
+    if not names:
+        raise ValueError(f"profile {cfg.profile!r} has no dataset with layout: emotic")
+    store, out = EmoticStore(cfg.storage_root), {}
+    for name in names:
+        manifest = Path(manifests[name]["manifest"])
+        plan = emotic.persons_plan(name, manifest, cfg.storage_root)
+        up_to_date(plan, store.read, persons_task, scope=cfg.storage_root, dataset=name, manifest=manifest,
+                   root=cfg.datasets[name].root, storage_root=cfg.storage_root,
+                   workers=cfg.spec.extraction.ingest_workers)
+        persons = StorePlan(plan.fingerprint, plan.path, True)
+        export_plan = emotic.export_plan(name, persons.path, cfg.storage_root)
+        export = up_to_date(export_plan, store.read, export_task, scope=cfg.storage_root, dataset=name,
+                            persons_dir=persons.path, storage_root=cfg.storage_root)
+        out[name] = {"persons": str(plan.path), "export": export}
+    return out
 
 
 @flow(name="emotic-exports")
@@ -42,20 +66,11 @@ def emotic_exports(
 ) -> dict:
     """Per-person tables, red-box renderings and both LLaVA exports for the profile's EMOTIC datasets."""
     cfg = config_from(config, profile, overrides)
-    names = [n for n, s in cfg.datasets.items() if s.layout == "emotic"]
-    if not names:
+    if not any(s.layout == "emotic" for s in cfg.datasets.values()):
         raise ValueError(f"profile {cfg.profile!r} has no dataset with layout: emotic")
-    manifests = ensure_manifests(cfg)
-    out, rows = {}, []
-    for name in names:
-        manifest = Path(manifests[name]["manifest"])
-        plan = emotic.persons_plan(name, manifest, cfg.storage_root)
-        if not plan.complete:  # the stage itself returns a complete table's summary at once
-            persons_task(name, manifest, cfg.datasets[name].root, cfg.storage_root,
-                         cfg.spec.extraction.ingest_workers)
-        export = export_task(name, plan.path, cfg.storage_root)
-        out[name] = {"persons": str(plan.path), "export": export}
-        rows += [{"dataset": name, "file": f, "records": n} for f, n in export.get("records", {}).items()]
+    out = ensure_emotic(cfg, ensure_manifests(cfg))
+    rows = [{"dataset": name, "file": f, "records": n}
+            for name, d in out.items() for f, n in d["export"].get("records", {}).items()]
     if rows:
         create_table_artifact(rows, key="emotic-exports", description="EMOTIC per-person LLaVA exports")
     return {"datasets": out}

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipelines.flows.steps import config_from, ensure_features, ensure_manifests
-from pipelines.runtime.caching import recorded
+from pipelines.runtime.caching import CACHED, recorded, up_to_date
 from pipelines.runtime.gpu import gpu_tags
 from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.monitor import DeviceMonitor
 from tinyemo_core.stages import evaluate_generated as stage
-from tinyemo_core.store.evaluations import read_report
+from tinyemo_core.store.evaluations import GeneratedEvaluationStore, read_report, report_markdown
 
 
-@task(name="evaluate-generated")
+@task(name="evaluate-generated", **CACHED)
 @recorded
-def evaluate_generated_task(spec, datasets, roles, manifests, storage_root: Path, encoder, stores) -> dict:
+def evaluate_generated_task(key: str, spec, datasets, roles, manifests, storage_root: Path, encoder,
+                            stores) -> dict:
     progress = ThrottledProgress("evaluate-generated-progress", "Generated answers")
 
     def on_progress(p: dict) -> None:
@@ -51,19 +52,15 @@ def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overri
     manifests = {n: d["manifest"] for n, d in manifest_descs.items()}
     stores = ensure_features(cfg, manifest_descs) if spec.clipscore else None
     planned = stage.plan(spec, manifests, cfg.roles, cfg.storage_root, cfg.encoder)
-    if planned.complete:
-        get_run_logger().info("evaluate-generated: report %s is complete; nothing asked", planned.path)
-        report = read_report(planned.path) or {}
-        desc = {"report_dir": str(planned.path), "computed": False, "summary": report.get("summary", {})}
-    else:
-        device = spec.device if spec.resolved_backend() == "transformers" else "cpu"
-        desc = evaluate_generated_task.with_options(tags=gpu_tags(device, cfg.flows.gpu.tag))(
-            spec, cfg.datasets, cfg.roles, manifests, cfg.storage_root, cfg.encoder, stores)
+    device = spec.device if spec.resolved_backend() == "transformers" else "cpu"
+    desc = up_to_date(planned, GeneratedEvaluationStore(cfg.storage_root).read, evaluate_generated_task,
+                      scope=cfg.storage_root, tags=gpu_tags(device, cfg.flows.gpu.tag), spec=spec,
+                      datasets=cfg.datasets, roles=cfg.roles, manifests=manifests,
+                      storage_root=cfg.storage_root, encoder=cfg.encoder, stores=stores)
     report = read_report(Path(desc["report_dir"])) or {}
     if report.get("table_rows"):
         create_table_artifact(report["table_rows"], key="evaluate-generated",
                               description=f"Generated-answer accuracy ({spec.recipe}, {spec.model})")
-    md = Path(desc["report_dir"]) / "report.md"
-    if md.exists():
-        create_markdown_artifact(md.read_text(), key="evaluate-generated-report", description=str(md))
+    if (markdown := report_markdown(Path(desc["report_dir"]))) is not None:
+        create_markdown_artifact(markdown, key="evaluate-generated-report", description=desc["report_dir"])
     return desc

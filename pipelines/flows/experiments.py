@@ -21,20 +21,19 @@ from pipelines.flows.steps import (
     ensure_manifests,
     ensure_training,
     feature_hashes,
-    run_cached,
-    scoped,
 )
-from pipelines.runtime.caching import CACHED
-from tinyemo_core.config import RunConfig, load_config
+from pipelines.runtime.caching import CACHED, recorded, up_to_date
+from pipelines.runtime.memo import load_config_once
+from tinyemo_core.config import RunConfig
 from tinyemo_core.stages import experiments as exp
-from tinyemo_core.store.experiments import experiment_dir, regrounding_complete
+from tinyemo_core.store.experiments import ExperimentStore
 from tinyemo_core.store.runs import read_run_config
 
 OFFLINE_SOURCES = ("package:", "random:")
 
 
 def _sub_config(cfg: RunConfig, overrides: list[str] | None, extra: list[str]) -> RunConfig:
-    return load_config(cfg.config_path, cfg.profile, [*(overrides or []), *extra])
+    return load_config_once(cfg.config_path, cfg.profile, [*(overrides or []), *extra])
 
 
 def _param_count(run_dir: str) -> int | None:
@@ -52,11 +51,24 @@ def _accuracies(ev: dict, order: list[str]) -> dict[str, float]:
     return {n: datasets[n]["accuracy"] for n in order}
 
 
-def _publish(name: str, out_dir, keys: list[str], datasets: list[str], rows: list[dict], notes: str,
+@task(name="experiment-table", **CACHED)
+@recorded
+def table_task(key: str, out_dir: Path, title: str, keys: list[str], datasets: list[str], rows: list[dict],
+               notes: str, runs: list[dict]) -> dict:
+    return exp.write_experiment(out_dir, title, keys, datasets, rows, notes, {"runs": runs})
+
+
+def _publish(name: str, cfg: RunConfig, keys: list[str], datasets: list[str], rows: list[dict], notes: str,
              runs: list[dict]) -> dict:
+    """The table of one experiment (``experiments/<name>-<fp of its reports>/``), written once."""
     title = {"dataset-ablation": "Dataset-combination ablation (TinyEmo Table III)",
              "encoder-backbone-grid": "Vision encoder x language backbone (TinyEmo Table IV)"}[name]
-    paths = exp.write_experiment(out_dir, title, keys, datasets, rows, notes, {"runs": runs})
+    store = ExperimentStore(cfg.storage_root)
+    plan = store.plan(name, [r["report_dir"] for r in runs])
+    out_dir = plan.path
+    paths = up_to_date(plan, store.read_table, table_task, scope=cfg.storage_root, out_dir=out_dir,
+                       title=title, keys=keys, datasets=datasets, rows=rows, notes=notes, runs=runs)
+    paths = {k: paths[k] for k in ("markdown", "json")}
     table = [{k: (round(100 * v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     create_table_artifact(table, key=name, description=f"{title}; accuracies in %. {notes}")
     create_markdown_artifact(Path(paths["markdown"]).read_text(), key=f"{name}-report",
@@ -91,9 +103,8 @@ def dataset_ablation(
         keys = {exp.train_column(n): ("✓" if n in subset else "") for n in held_in}
         rows.append(exp.experiment_row(keys, _accuracies(ev, order), subset, zero_shot))
         runs.append({"held_in": list(subset), **_row_ids(train, ev)})
-    out = experiment_dir(cfg.storage_root, "dataset-ablation", [r["report_dir"] for r in runs])
     keys = [exp.train_column(n) for n in held_in]
-    return _publish("dataset-ablation", out, keys, order, rows, exp.ABLATION_NOTES, runs)
+    return _publish("dataset-ablation", cfg, keys, order, rows, exp.ABLATION_NOTES, runs)
 
 
 def offline_backbones(cfg: RunConfig) -> list[str]:
@@ -135,12 +146,12 @@ def encoder_backbone_grid(
             keys = {"encoder": enc, "backbone": bb, "Params": _param_count(train["run_dir"])}
             rows.append(exp.experiment_row(keys, _accuracies(ev, order), held_in, zero_shot))
             runs.append({"encoder": enc, "backbone": bb, **_row_ids(train, ev)})
-    out = experiment_dir(cfg.storage_root, "encoder-backbone-grid", [r["report_dir"] for r in runs])
-    return _publish("encoder-backbone-grid", out, ["encoder", "backbone", "Params"], order, rows,
+    return _publish("encoder-backbone-grid", cfg, ["encoder", "backbone", "Params"], order, rows,
                     exp.GRID_NOTES, runs)
 
 
 @task(name="reground", **CACHED)
+@recorded
 def reground_task(key: str, **kwargs) -> dict:
     return exp.reground(**kwargs)
 
@@ -172,14 +183,15 @@ def reground_labels(
               "templates": {n: s.template for n, s in cfg.datasets.items()},
               "features": feature_hashes(stores),
               "manifests": {n: d["content_hash"] for n, d in manifests.items()}}
-    out_dir = experiment_dir(cfg.storage_root, "reground", detail)
-    desc = run_cached(
-        reground_task, regrounding_complete(out_dir), key=scoped(cfg, out_dir.name),
+    store = ExperimentStore(cfg.storage_root)
+    plan = store.plan("reground", detail)
+    out_dir = plan.path
+    desc = up_to_date(
+        plan, store.read, reground_task, scope=cfg.storage_root,
         run_dir=Path(train["run_dir"]), which=which, datasets=cfg.datasets,
         manifests={n: d["manifest"] for n, d in manifests.items()}, stores=stores,
         label_table=label_desc["table"], backbone=cfg.backbone, backbone_name=cfg.backbone_name,
         storage_root=cfg.storage_root, variants=parsed, out_dir=out_dir,
     )
-    md = (out_dir / "regrounding.md").read_text()
-    create_markdown_artifact(md, key="reground", description=f"Re-grounding: {out_dir}")
-    return {**desc, "run_dir": train["run_dir"], "markdown": str(out_dir / "regrounding.md")}
+    create_markdown_artifact(store.markdown(out_dir), key="reground", description=f"Re-grounding: {out_dir}")
+    return {**desc, "run_dir": train["run_dir"], "markdown": str(store.markdown_path(out_dir))}

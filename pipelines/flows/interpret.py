@@ -19,10 +19,12 @@ from pipelines.flows.steps import (
     ensure_manifests,
     ensure_training,
 )
-from pipelines.runtime.caching import recorded
+from pipelines.runtime.caching import CACHED, recorded, up_to_date
 from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.config import RunConfig
 from tinyemo_core.stages import interpret_atlas, interpret_report
+from tinyemo_core.store.activations import ActivationStoreKind
+from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.runs import resolve_run
 
 
@@ -35,9 +37,9 @@ def _run_dir(cfg: RunConfig, run: str | None) -> Path:
     return Path(ensure_training(cfg, manifests, stores, label_desc)["run_dir"])
 
 
-@task(name="interpret")
+@task(name="interpret", **CACHED)
 @recorded
-def interpret_task(analysis: Callable, cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+def interpret_task(key: str, analysis: Callable, cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     progress = ThrottledProgress(f"{analysis.__name__.replace('_', '-')}-progress", "Layer-0 activations")
 
     def on_progress(p: dict) -> None:
@@ -45,6 +47,13 @@ def interpret_task(analysis: Callable, cfg: RunConfig, run_dir: Path) -> dict[st
             progress(p.get("done", 0), p["total"])
 
     return analysis(cfg, run_dir, cfg.spec.interpret, on_progress=on_progress)
+
+
+def _analysis(analysis: Callable, plan: Callable[..., StorePlan], cfg: RunConfig, run: str | None) -> dict:
+    """Bring one analysis up to date: its plan complete -> read back; else the cached task builds it."""
+    run_dir = _run_dir(cfg, run)
+    return up_to_date(plan(cfg, run_dir, cfg.spec.interpret), ActivationStoreKind(cfg.storage_root).read,
+                      interpret_task, scope=cfg.storage_root, analysis=analysis, cfg=cfg, run_dir=run_dir)
 
 
 def _table(rows: list[dict] | None, key: str, description: str) -> None:
@@ -62,7 +71,7 @@ def neuron_atlas(
 ) -> dict:
     """Top-k images per hidden neuron, detection rates per label/attribute, most selective neurons."""
     cfg = config_from(config, profile, overrides)
-    desc = interpret_task(interpret_atlas.neuron_atlas, cfg, _run_dir(cfg, run))
+    desc = _analysis(interpret_atlas.neuron_atlas, interpret_atlas.plan_atlas, cfg, run)
     _table(desc.get("selective"), "neuron-atlas", f"Most selective neurons ({desc['dataset']})")
     create_markdown_artifact(
         Path(desc["markdown"]).read_text(), key="neuron-atlas-report", description=desc["markdown"]
@@ -79,7 +88,7 @@ def neuron_ablation(
 ) -> dict:
     """Accuracy change when each hidden neuron alone is zeroed (Appendix E-A, Fig. 17), all at once."""
     cfg = config_from(config, profile, overrides)
-    desc = interpret_task(interpret_atlas.neuron_ablation, cfg, _run_dir(cfg, run))
+    desc = _analysis(interpret_atlas.neuron_ablation, interpret_atlas.plan_ablation, cfg, run)
     _table(
         desc.get("largest"),
         "neuron-ablation",
@@ -99,7 +108,7 @@ def bias_report(
     """Retrieval -> neurons of the retrieved subset -> counterfactuals -> ablation for the profile's
     ``interpret.query`` / ``interpret.pairs`` (TinyEmo §V-C's three steps), as one Markdown report."""
     cfg = config_from(config, profile, overrides)
-    desc = interpret_task(interpret_report.bias_report, cfg, _run_dir(cfg, run))
+    desc = _analysis(interpret_report.bias_report, interpret_report.plan_bias, cfg, run)
     for name, rows in (desc.get("artifacts") or {}).items():
         if isinstance(rows, list):
             _table(rows, f"bias-{name}".replace("_", "-"), f"Bias report: {name}")

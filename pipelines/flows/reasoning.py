@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipelines.flows.steps import (
@@ -24,13 +24,17 @@ from pipelines.flows.steps import (
     ensure_manifests,
     ensure_training,
 )
-from pipelines.runtime.caching import recorded
+from pipelines.runtime.caching import CACHED, recorded, up_to_date
 from pipelines.runtime.gpu import gpu_tags
 from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.config import RunConfig
 from tinyemo_core.monitor import DeviceMonitor
 from tinyemo_core.stages import finetune as finetune_stage
 from tinyemo_core.stages import reason as reason_stage
+from tinyemo_core.store.finetune import FinetuneStore
+from tinyemo_core.store.instructions import InstructionsStore
+from tinyemo_core.store.plan import StorePlan
+from tinyemo_core.store.reasoning import ReasoningStore, reasoning_markdown
 
 
 def _spec(cfg: RunConfig):
@@ -42,22 +46,27 @@ def _spec(cfg: RunConfig):
     return cfg.spec.reasoning
 
 
-def _exports(config: str, profile: str, overrides: list[str], cfg: RunConfig) -> tuple[Path, Path]:
+def export_source(cfg: RunConfig) -> tuple[Path, Path]:
+    """(export folder, image root) of the tinyemo/emovit recipes: ``instructions/<dataset>/``."""
+    name = reason_stage.reasoning_dataset(cfg)
+    return InstructionsStore(cfg.storage_root).path(name), Path(cfg.datasets[name].root)
+
+
+def ensure_exports(cfg: RunConfig, manifests: dict[str, dict]) -> tuple[Path, Path]:
     """(export folder, image root) of the profile's recipe, brought up to date."""
     if _spec(cfg).recipe == "llava-emotic":
-        from pipelines.flows.emotic import emotic_exports
+        from pipelines.flows.emotic import ensure_emotic
 
-        export = next(iter(emotic_exports(config, profile, overrides)["datasets"].values()))["export"]
+        export = next(iter(ensure_emotic(cfg, manifests).values()))["export"]
         return Path(export["dir"]), Path(export["image_root"])
-    from pipelines.flows.generate_qa import generate_qa_profile
-
     if cfg.spec.generation is not None:  # without a generation block: exports already under instructions/
-        generate_qa_profile(config, profile, overrides)
-    name = reason_stage.reasoning_dataset(cfg)
-    return cfg.storage_root / "instructions" / name, Path(cfg.datasets[name].root)
+        from pipelines.flows.generate_qa import ensure_instructions
+
+        ensure_instructions(cfg, manifests)
+    return export_source(cfg)
 
 
-def _patch_sources(cfg: RunConfig, spec) -> list | None:
+def _patch_sources(cfg: RunConfig, spec, manifests: dict[str, dict]) -> list | None:
     """(patch store, manifest, dataset root) of the exports' dataset for ``reasoning.patch_encoder``; the
     stage uses it when complete (``cached_patches: auto``), else runs the live ViT."""
     if spec.patch_encoder is None:
@@ -74,14 +83,30 @@ def _patch_sources(cfg: RunConfig, spec) -> list | None:
     store = features.open_store(
         cfg.storage_root, spec.patch_encoder, name, features.encoder_fingerprint(enc), "patches"
     )
-    manifest = ensure_manifests(cfg)[name]["manifest"]
-    return [(store, Path(manifest), Path(cfg.datasets[name].root))]
+    return [(store, Path(manifests[name]["manifest"]), Path(cfg.datasets[name].root))]
 
 
-@task(name="finetune-stage")
+def plan_models(cfg: RunConfig, spec, export_dir: Path, sources) -> dict[str, tuple[Any, StorePlan]]:
+    """``stage -> (spec, plan)`` of every stage, plus ``"normal"`` (TinyEmo Fig. 9's normal model: stage 2
+    from the same stage 1) when the profile asks for it; stage 1 is planned once."""
+    plans: dict[str, tuple[Any, StorePlan]] = {}
+    for stage in spec.stages:
+        parent = plans["pretrain"][1] if stage == "finetune" and "pretrain" in plans else None
+        plans[stage] = (spec, finetune_stage.plan_stage(cfg.storage_root, spec, export_dir, stage,
+                                                        patch_sources=sources, parent=parent))
+    normal = finetune_stage.normal_spec(spec)
+    if normal is not None:
+        parent = plans["pretrain"][1] if "pretrain" in plans else None
+        plans["normal"] = (normal, finetune_stage.plan_stage(cfg.storage_root, normal, export_dir, "finetune",
+                                                             patch_sources=sources, parent=parent))
+    return plans
+
+
+@task(name="finetune-stage", **CACHED)
 @recorded
 def finetune_stage_task(
-    storage_root: Path, spec, export_dir: Path, image_root: Path, stage: str, patch_sources=None
+    key: str, storage_root: Path, spec, export_dir: Path, image_root: Path, stage: str, plan: StorePlan,
+    parent: StorePlan | None = None, patch_sources=None
 ) -> dict:
     progress = ThrottledProgress(f"finetune-{stage}-progress", f"Fine-tuning stage {stage} (steps %)")
 
@@ -101,11 +126,33 @@ def finetune_stage_task(
             spec,
             export_dir,
             image_root,
-            stage,
+            stage,  # type: ignore[arg-type]
             patch_sources=patch_sources,
             on_progress=on_progress,
+            plan=plan,
+            parent=parent,
         )
     return {**desc, **monitor.summary()}
+
+
+def ensure_finetune(cfg: RunConfig, spec, export_dir: Path, image_root: Path, sources,
+                    chosen: list[str]) -> tuple[dict[str, dict], dict | None]:
+    """Each chosen stage (then Fig. 9's normal model) up to date: (descriptors by stage, normal's)."""
+    store, tags = FinetuneStore(cfg.storage_root), gpu_tags("auto", cfg.flows.gpu.tag)
+    plans = plan_models(cfg, spec, export_dir, sources)
+
+    def bring(which: str, stage: str) -> dict:
+        sspec, plan = plans[which]
+        parent = plans["pretrain"][1] if stage == "finetune" and "pretrain" in plans else None
+        if parent is not None:  # stage 1 may have been trained since it was planned
+            parent = StorePlan(parent.fingerprint, parent.path, store.complete(parent.path))
+        return up_to_date(plan, store.read, finetune_stage_task, scope=cfg.storage_root, tags=tags,
+                          storage_root=cfg.storage_root, spec=sspec, export_dir=export_dir,
+                          image_root=image_root, stage=stage, plan=plan, parent=parent, patch_sources=sources)
+
+    out = {stage: bring(stage, stage) for stage in spec.stages if stage in chosen}
+    normal = bring("normal", "finetune") if "normal" in plans and "finetune" in chosen else None
+    return out, normal
 
 
 @flow(name="finetune-reasoning")
@@ -121,27 +168,13 @@ def finetune_reasoning(
     chosen = list(stages or spec.stages)
     if bad := [s for s in chosen if s not in spec.stages]:
         raise ValueError(f"stages {bad} are not in reasoning.stages {spec.stages}")
-    export_dir, image_root = _exports(config, profile, overrides or [], cfg)
-    sources = _patch_sources(cfg, spec)
-    tags = gpu_tags("auto", cfg.flows.gpu.tag)
-    out, rows = {}, []
-    for stage in [s for s in spec.stages if s in chosen]:
-        plan = finetune_stage.plan_stage(cfg.storage_root, spec, export_dir, stage, patch_sources=sources)
-        if plan.complete:
-            get_run_logger().info("finetune %s: %s is complete; nothing trained", stage, plan.path)
-        desc = finetune_stage_task.with_options(tags=tags)(
-            cfg.storage_root, spec, export_dir, image_root, stage, sources
-        )
-        out[stage] = desc
-        rows.append(
-            {"stage": stage, **{k: v for k, v in desc.items() if isinstance(v, int | float | str | bool)}}
-        )
-    normal = finetune_stage.normal_spec(spec) if "finetune" in chosen else None
-    normal_desc = None
-    if normal is not None:  # TinyEmo Fig. 9: the "normal" model, stage 2 from the same stage-1 model
-        normal_desc = finetune_stage_task.with_options(tags=tags)(
-            cfg.storage_root, normal, export_dir, image_root, "finetune", sources
-        )
+    manifests = ensure_manifests(cfg)
+    export_dir, image_root = ensure_exports(cfg, manifests)
+    sources = _patch_sources(cfg, spec, manifests)
+    out, normal_desc = ensure_finetune(cfg, spec, export_dir, image_root, sources, chosen)
+    rows = [{"stage": stage, **{k: v for k, v in desc.items() if isinstance(v, int | float | str | bool)}}
+            for stage, desc in out.items()]
+    if normal_desc is not None:
         rows.append({"stage": "finetune (normal, Fig. 9)",
                      **{k: v for k, v in normal_desc.items() if isinstance(v, int | float | str | bool)}})
     create_table_artifact(rows, key="finetune-reasoning", description=f"Fine-tuning ({spec.recipe})")
@@ -149,30 +182,25 @@ def finetune_reasoning(
             "normal_model": normal_desc["model"] if normal_desc else None}
 
 
-def _profile_models(cfg: RunConfig, spec) -> tuple[Path | None, Path | None]:
+def _profile_models(cfg: RunConfig, spec, manifests: dict[str, dict]) -> tuple[Path | None, Path | None]:
     """(stage-2 model, Fig. 9 normal model) of the profile when trained, by plan (not "latest": the normal
     model is a stage-2 model too); (None, None) when the exports are not there to plan from."""
     from tinyemo_core.store import finetune as finetune_store
 
-    export_dir = cfg.storage_root / "instructions" / reason_stage.reasoning_dataset(cfg)
-    sources = _patch_sources(cfg, spec)
+    export_dir, _ = export_source(cfg)
     try:
-        main = finetune_stage.plan_stage(cfg.storage_root, spec, export_dir, spec.stages[-1],
-                                         patch_sources=sources)
-        normal_spec = finetune_stage.normal_spec(spec)
-        normal = (finetune_stage.plan_stage(cfg.storage_root, normal_spec, export_dir, "finetune",
-                                            patch_sources=sources)
-                  if normal_spec is not None else None)
+        plans = plan_models(cfg, spec, export_dir, _patch_sources(cfg, spec, manifests))
     except FileNotFoundError:
         return None, None
+    main, normal = plans[spec.stages[-1]][1], plans.get("normal", (None, None))[1]
     return (finetune_store.model_dir(main.path) if main.complete else None,
             finetune_store.model_dir(normal.path) if normal is not None and normal.complete else None)
 
 
-@task(name="reason")
+@task(name="reason", **CACHED)
 @recorded
-def reason_task(cfg: RunConfig, dataset: str, run_dir: Path, model_dir: Path | None, spec,
-                normal_dir: Path | None = None) -> dict:
+def reason_task(key: str, cfg: RunConfig, dataset: str, run_dir: Path, model_dir: Path | None, spec,
+                plan: StorePlan, manifest: Path, normal_dir: Path | None = None) -> dict:
     progress = ThrottledProgress("reason-progress", f"Conditional reasoning on {dataset}")
 
     def on_progress(p: dict) -> None:
@@ -180,7 +208,8 @@ def reason_task(cfg: RunConfig, dataset: str, run_dir: Path, model_dir: Path | N
             progress(p.get("done", 0), p["total"])
 
     with DeviceMonitor() as monitor:
-        desc = reason_stage.reason_split(cfg, dataset, run_dir, model_dir, spec, on_progress, normal_dir)
+        desc = reason_stage.reason_split(cfg, dataset, run_dir, model_dir, spec, on_progress, normal_dir,
+                                         plan=plan, manifest=manifest)
     return {**desc, **monitor.summary()}
 
 
@@ -204,7 +233,7 @@ def reason(
     stores = ensure_features(cfg, manifests)
     labels = ensure_labels(cfg, manifests)
     run_dir = Path(ensure_training(cfg, manifests, stores, labels)["run_dir"])
-    planned, normal_dir = _profile_models(cfg, spec) if spec.recipe == "tinyemo" else (None, None)
+    planned, normal_dir = _profile_models(cfg, spec, manifests) if spec.recipe == "tinyemo" else (None, None)
     model_dir = Path(reasoner) if reasoner else (planned or latest_model(cfg.storage_root, spec.recipe))
     if model_dir is None:
         raise FileNotFoundError(
@@ -212,14 +241,16 @@ def reason(
             "or pass --param reasoner=PATH"
         )
     name = dataset or reason_stage.reasoning_dataset(cfg)
-    tags = gpu_tags("auto", cfg.flows.gpu.tag)
-    desc = reason_task.with_options(tags=tags)(cfg, name, run_dir, model_dir, spec.reason, normal_dir)
-    folder = Path(desc["path"])
-    text = "\n\n".join(
-        (folder / f).read_text() for f in ("samples.md", "comparison.md") if (folder / f).exists()
-    )
-    if text:
-        create_markdown_artifact(text, key="reason", description=f"Conditional reasoning: {folder}")
+    if name not in manifests:
+        raise ValueError(f"dataset {name!r} is not in profile {cfg.profile}: {', '.join(manifests)}")
+    manifest = Path(manifests[name]["manifest"])
+    plan = reason_stage.plan_split(cfg, name, run_dir, model_dir, spec.reason, normal_dir, manifest)
+    desc = up_to_date(plan, ReasoningStore(cfg.storage_root).read, reason_task, scope=cfg.storage_root,
+                      tags=gpu_tags("auto", cfg.flows.gpu.tag), cfg=cfg, dataset=name, run_dir=run_dir,
+                      model_dir=model_dir, spec=spec.reason, plan=plan, manifest=manifest,
+                      normal_dir=normal_dir)
+    if text := reasoning_markdown(Path(desc["path"])):
+        create_markdown_artifact(text, key="reason", description=f"Conditional reasoning: {desc['path']}")
     return desc
 
 

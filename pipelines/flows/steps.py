@@ -1,7 +1,8 @@
-"""Stage orchestration shared by the flows: compute fingerprints, call cached tasks, publish artifacts.
+"""Stage orchestration shared by the flows: plan each stage, bring it up to date, publish artifacts.
 
-Every flow brings its inputs up to date the same way (each stage is cached by content, so an up-to-date stage
-costs a fingerprint and a cache lookup); flows differ only in where they stop.
+Every flow brings its inputs up to date the same way, :func:`pipelines.runtime.caching.up_to_date`: the
+stage's plan says complete -> its store kind reads the descriptor back and no task runs; incomplete -> the
+stage's cached task, refreshed. Flows differ only in where they stop.
 """
 
 from __future__ import annotations
@@ -14,19 +15,26 @@ from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 
 from pipelines.flows import tasks
-from pipelines.runtime.caching import run_cached, scoped
+from pipelines.runtime.caching import up_to_date
 from pipelines.runtime.gpu import gpu_tags
+from pipelines.runtime.memo import load_config_once, walk_once_per_flow_run
 from pipelines.runtime.progress import ThrottledProgress
-from tinyemo_core.config import RunConfig, load_config
-from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.config import RunConfig
 from tinyemo_core.stages import evaluate as evaluate_stage
 from tinyemo_core.stages import features, ingest, labels
 from tinyemo_core.stages import train as train_stage
+from tinyemo_core.store.demo_data import DemoDataStore
+from tinyemo_core.store.evaluations import EvaluationStore, report_markdown
 from tinyemo_core.store.features import FeatureStore, ShardPlan
+from tinyemo_core.store.labels import LabelStore
+from tinyemo_core.store.manifests import ManifestStore
+from tinyemo_core.store.runs import RunStore
 
 
 def config_from(config: str, profile: str, overrides: list[str] | None) -> RunConfig:
-    cfg = load_config(config, profile, overrides or [])
+    """The flow's config (loaded once per command) and, from here on, one walk per dataset tree."""
+    walk_once_per_flow_run()
+    cfg = load_config_once(config, profile, overrides or [])
     get_run_logger().info(
         "profile %s: encoder %s, backbone %s, datasets %s",
         cfg.profile,
@@ -40,21 +48,19 @@ def config_from(config: str, profile: str, overrides: list[str] | None) -> RunCo
 def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
     """Demo data (demo profile) then one manifest per dataset."""
     if cfg.spec.demo_data is not None:
-        key = stable_hash("demo", cfg.spec.demo_data, str(cfg.storage_root))
-        run_cached(
-            tasks.demo_data_task,
-            ingest.demo_data_complete(cfg.storage_root),
-            key=key,
-            storage_root=cfg.storage_root,
-            spec=cfg.spec.demo_data,
-        )
+        demo = DemoDataStore(cfg.storage_root)
+        up_to_date(ingest.plan_demo_data(cfg.storage_root, cfg.spec.demo_data), demo.read,
+                   tasks.demo_data_task, scope=cfg.storage_root, storage_root=cfg.storage_root,
+                   spec=cfg.spec.demo_data)
     out = {}
+    manifests = ManifestStore(cfg.storage_root)
     for name, spec in cfg.datasets.items():
         plan = ingest.plan(name, spec, cfg.storage_root)
-        out[name] = run_cached(
+        out[name] = up_to_date(
+            plan,
+            manifests.read,
             tasks.ingest_task,
-            plan.complete,
-            key=scoped(cfg, plan.fingerprint),
+            scope=cfg.storage_root,
             fingerprint=plan.fingerprint,
             name=name,
             spec=spec,
@@ -217,11 +223,13 @@ def feature_hashes(stores: dict[str, FeatureStore]) -> dict[str, str]:
 def ensure_labels(cfg: RunConfig, manifests: dict[str, dict]) -> dict:
     pairs = labels.label_pairs(cfg.datasets, {n: d["manifest"] for n, d in manifests.items()})
     bb_fp = labels.backbone_fingerprint(cfg.backbone)
-    plan = labels.plan(cfg.backbone, cfg.backbone_name, pairs, cfg.storage_root)
-    desc = run_cached(
+    store = LabelStore(cfg.storage_root)
+    plan = labels.plan(cfg.backbone, cfg.backbone_name, pairs, cfg.storage_root, bb_fp)
+    desc = up_to_date(
+        plan,
+        store.read,
         tasks.embed_labels_task,
-        plan.complete,
-        key=scoped(cfg, bb_fp + stable_hash(pairs)),
+        scope=cfg.storage_root,
         fingerprint=bb_fp,
         spec=cfg.backbone,
         backbone_name=cfg.backbone_name,
@@ -242,10 +250,11 @@ def ensure_labels(cfg: RunConfig, manifests: dict[str, dict]) -> dict:
         description="Label embeddings",
     )
     if cfg.spec.vocabulary_table:
-        vocab = run_cached(
+        vocab = up_to_date(
+            store.plan_vocabulary(cfg.backbone_name, bb_fp),
+            store.read,
             tasks.embed_vocabulary_task,
-            labels.plan_vocabulary(cfg.backbone, cfg.backbone_name, cfg.storage_root).complete,
-            key=scoped(cfg, "vocabulary" + bb_fp),
+            scope=cfg.storage_root,
             fingerprint=bb_fp,
             spec=cfg.backbone,
             backbone_name=cfg.backbone_name,
@@ -265,19 +274,20 @@ def ensure_training(cfg: RunConfig, manifests: dict, stores: dict, label_desc: d
         cfg.spec.training,
     )
     plan = train_stage.plan(cfg.storage_root, cfg.encoder_name, cfg.backbone_name, fp)
-    out_dir, done = plan.path, plan.complete
+    out_dir = plan.path
     progress = ThrottledProgress("train-progress", "Projector epochs (%)", interval_s=0.0)
     epochs = cfg.spec.training.epochs
-    if not done:
+    if not plan.complete:
         progress(0, epochs)
 
     def on_epoch(m: dict) -> None:
         progress(m.get("epoch", 0), epochs)
 
-    desc = run_cached(
+    desc = up_to_date(
+        plan,
+        RunStore(cfg.storage_root).read,
         tasks.train_task,
-        done,
-        key=scoped(cfg, fp),
+        scope=cfg.storage_root,
         held_in=held_in,
         manifests={n: manifests[n]["manifest"] for n in held_in},
         stores={n: stores[n] for n in held_in},
@@ -310,10 +320,11 @@ def ensure_evaluation(
     )
     plan = evaluate_stage.plan(Path(train_desc["run_dir"]), fp)
     out_dir = plan.path
-    desc = run_cached(
+    desc = up_to_date(
+        plan,
+        EvaluationStore(cfg.storage_root).read,
         tasks.evaluate_task,
-        plan.complete,
-        key=scoped(cfg, fp),
+        scope=cfg.storage_root,
         run_dir=Path(train_desc["run_dir"]),
         which=which,
         datasets=cfg.datasets,
@@ -339,8 +350,7 @@ def publish_report(desc: dict) -> None:
     ]
     if rows:
         create_table_artifact(rows, key="evaluation", description="Accuracy per dataset (own label set)")
-    report_md = Path(desc["report_dir"]) / "report.md"
-    if report_md.exists():
+    if (markdown := report_markdown(Path(desc["report_dir"]))) is not None:
         create_markdown_artifact(
-            report_md.read_text(), key="evaluation-report", description=f"Report: {report_md}"
+            markdown, key="evaluation-report", description=f"Report: {desc['report_dir']}"
         )

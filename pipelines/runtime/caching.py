@@ -1,23 +1,35 @@
-"""Prefect cache keys from content fingerprints, and provenance for what a task writes.
+"""Prefect cache keys from content fingerprints, the one way a flow brings a stage up to date, and
+provenance for what a task writes.
 
-Tasks take a ``key`` argument: the content fingerprint a flow computed, scoped to the store root. The cache
-key is the task name + that key (never Prefect's default, run-scoped policy, which never hits across runs),
-results are persisted, and the filesystem stays the source of truth: before calling a task the flow asks the
-store whether its output is complete and, when it is not, refreshes the cache instead of trusting a cached
-descriptor of files that are gone.
+:func:`up_to_date` is the only path from a flow to a stage: the flow asks the stage's plan (a
+:class:`~tinyemo_core.store.plan.StorePlan`); a complete store is read back by its store kind and no task
+runs; an incomplete one is produced by the stage's cached task, whose cache key is the task name + the plan's
+fingerprint scoped to the store root (never Prefect's default, run-scoped policy, which never hits across
+runs), refreshed, because the filesystem is the source of truth and a cached descriptor of files that are gone
+must not be trusted. Every task body runs through :func:`recorded`, which counts it (:data:`stage_bodies`: a
+warm rerun runs none, asserted through Prefect in the tests).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from prefect.context import TaskRunContext
 
 from tinyemo_core.config import RunConfig
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.provenance import recorded_as
+from tinyemo_core.store.plan import StorePlan
+
+T = TypeVar("T")
+#: task name -> how many task bodies ran in this process (read by tests and benchmarks)
+stage_bodies: Counter[str] = Counter()
+_count_lock = threading.Lock()
 
 
 def by_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -28,15 +40,23 @@ def by_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 CACHED = {"cache_key_fn": by_key, "persist_result": True}
 
 
-def scoped(cfg: RunConfig, fingerprint: str) -> str:
+def scoped(cfg: RunConfig | Path, fingerprint: str) -> str:
     """A cache key: the content fingerprint scoped to this store root (a descriptor names files in it)."""
-    return stable_hash(str(cfg.storage_root), fingerprint, length=24)
+    root = cfg.storage_root if isinstance(cfg, RunConfig) else cfg
+    return stable_hash(str(root), fingerprint, length=24)
 
 
-def run_cached(task, complete: bool, **kwargs) -> Any:
-    """Call a cached task; when the store behind its key is incomplete, refresh the Prefect cache instead of
-    trusting it."""
-    return task.with_options(refresh_cache=not complete)(**kwargs)
+def up_to_date(plan: StorePlan, read: Callable[[StorePlan], T | None], task, *, scope: Path,
+               tags: list[str] | None = None, **kwargs: Any) -> T:
+    """Bring one stage up to date: complete -> ``read(plan)`` (no task runs); incomplete (or unreadable) ->
+    ``task(key=<the plan's fingerprint scoped to the store root scope>, **kwargs)``, its Prefect cache
+    refreshed."""
+    if plan.complete and (desc := read(plan)) is not None:
+        return desc
+    options: dict[str, Any] = {"refresh_cache": True}
+    if tags:
+        options["tags"] = tags
+    return task.with_options(**options)(key=scoped(Path(scope), plan.fingerprint), **kwargs)
 
 
 def recorded(fn: Callable) -> Callable:
@@ -46,6 +66,8 @@ def recorded(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from prefect.runtime import flow_run, task_run
 
+        with _count_lock:
+            stage_bodies[fn.__name__] += 1
         with recorded_as(flow=flow_run.flow_name, flow_run=flow_run.name, flow_run_id=flow_run.id,
                          task_run=task_run.name):  # fmt: skip
             return fn(*args, **kwargs)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyemo_core.store.features import FeatureStoreKind
 from tinyemo_core.store.inventory import inventory, tree_size
 
 
@@ -69,7 +70,7 @@ def _paths_in(value: Any) -> list[Path]:
 
 
 def _shard_names(storage_roots: list[Path]) -> set[str]:
-    return {p.name for root in storage_roots for p in (root / "features").glob("*/*/part-*")}
+    return {name for root in storage_roots for name in FeatureStoreKind(root).shard_names()}
 
 
 def unneeded_results(results_dir: Path, storage_roots: list[Path]) -> list[Garbage]:

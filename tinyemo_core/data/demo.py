@@ -22,13 +22,14 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tinyemo_core.store.demo_data import MARKER
+
 __all__ = [
     "CONCEPTS", "DEMO_DATASETS", "DemoDataset", "Drawn",
     "describe_image", "draw", "generate_demo", "render_concept",
 ]
 
 DEMO_VERSION = 2  # 2: harder (noisier, overlapping classes; see render_concept)
-MARKER = ".tinyemo-demo.json"
 
 
 @dataclass(frozen=True)

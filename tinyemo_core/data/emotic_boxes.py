@@ -17,9 +17,9 @@ from PIL import Image, ImageDraw
 
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.store.atomic import write_atomic
+from tinyemo_core.store.emotic import EmoticBoxesStore
 
 RENDER_VERSION = "1"
-BOXES_DIR = "emotic_boxes"
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def render_key(image_id: str, bbox: Sequence[float], style: BoxStyle = BoxStyle(
 
 
 def boxes_root(storage_root: Path) -> Path:
-    return Path(storage_root) / BOXES_DIR
+    return EmoticBoxesStore(storage_root).root
 
 
 def rendered_relpath(image_id: str, bbox: Sequence[float], style: BoxStyle = BoxStyle()) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyemo_core.store.atomic import read_json
-from tinyemo_core.store.labels import label_table_complete, read_label_table
+from tinyemo_core.store.labels import LabelStore, label_table_complete, read_label_table
 
 LITERAL = "{label}"  # the template under which a free text is stored: render(LITERAL, text) == text
 
@@ -41,7 +41,7 @@ def cached_vectors(
     """Vectors for those of ``texts`` held by complete tables of this backbone fingerprint, and the tables
     used."""
     wanted, found, used = set(texts), {}, []
-    for path in sorted((Path(storage_root) / "labels" / backbone_name).glob("*.parquet")):
+    for path in LabelStore(storage_root).tables(backbone_name):
         if len(found) == len(wanted):
             break
         summary = read_json(path.with_suffix(".json")) or {}

@@ -12,6 +12,7 @@ import pyarrow as pa
 from tinyemo_core.evaluate.metrics import HELD_IN, DatasetScore
 from tinyemo_core.evaluate.plots import plot_confusion, plot_tsne
 from tinyemo_core.store.atomic import write_atomic, write_json, write_parquet
+from tinyemo_core.store.evaluations import REPORT, REPORT_MD
 
 
 def _pct(x: float | None) -> str:
@@ -64,9 +65,9 @@ def write_report(summary: dict[str, Any], scores: dict[str, DatasetScore], out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     md = markdown_table(summary, title)
-    paths["report_md"] = write_atomic(out_dir / "report.md", lambda p: p.write_text(md))
+    paths["report_md"] = write_atomic(out_dir / REPORT_MD, lambda p: p.write_text(md))
     payload = {"title": title, "summary": summary, "datasets": {k: s.to_dict() for k, s in scores.items()}}
-    paths["report_json"] = write_json(out_dir / "report.json", payload)
+    paths["report_json"] = write_json(out_dir / REPORT, payload)
     paths["predictions"] = write_parquet(out_dir / "predictions.parquet", predictions_table(scores))
     for name, s in scores.items():
         paths[f"confusion:{name}"] = plot_confusion(s.confusion, s.candidates,

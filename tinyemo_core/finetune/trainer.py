@@ -23,8 +23,8 @@ import torch
 from tinyemo_core.finetune.spec import TrainArgs
 from tinyemo_core.monitor import peak_rss_mb
 from tinyemo_core.store.atomic import read_json, staged_dir, write_json
+from tinyemo_core.store.finetune import CHECKPOINTS, LOSS_CURVE, MODEL, RESULT
 
-RESULT = "train_result.json"
 _CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 LORA_SCOPE = ("language_model", "lm_head")  # LoRA goes on linear layers under these; lm_head excluded
 
@@ -32,12 +32,12 @@ LORA_SCOPE = ("language_model", "lm_head")  # LoRA goes on linear layers under t
 def training_complete(output_dir: Path) -> bool:
     """True when the run finished: ``train_result.json`` exists (written after the model) and parses."""
     data = read_json(Path(output_dir) / RESULT)
-    return bool(data) and (Path(output_dir) / "model" / "config.json").exists()
+    return bool(data) and (Path(output_dir) / MODEL / "config.json").exists()
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The newest checkpoint whose weights, optimizer, scheduler and trainer state are all on disk."""
-    root = Path(output_dir) / "checkpoints"
+    root = Path(output_dir) / CHECKPOINTS
     found = []
     for p in root.glob("checkpoint-*") if root.is_dir() else []:
         weights = any(p.glob("*.safetensors")) or any(p.glob("*.bin"))
@@ -175,7 +175,7 @@ def training_arguments(args: TrainArgs, output_dir: Path):
 
     precision = resolve_precision(args.precision)
     return TrainingArguments(
-        output_dir=str(Path(output_dir) / "checkpoints"),
+        output_dir=str(Path(output_dir) / CHECKPOINTS),
         learning_rate=args.learning_rate,
         num_train_epochs=args.num_train_epochs,
         max_steps=args.max_steps,
@@ -301,9 +301,9 @@ def train_model(
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():  # under `accelerate launch` (DDP) only rank 0 writes the outputs
         return {"steps": int(trainer.state.global_step), "rank": trainer.args.process_index}
-    _save_final(trainer.model, processor, output_dir / "model")
+    _save_final(trainer.model, processor, output_dir / MODEL)
     logged = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
-    loss_curve_png(logged, output_dir / "loss_curve.png")
+    loss_curve_png(logged, output_dir / LOSS_CURVE)
     result = {
         "steps": int(trainer.state.global_step),
         "max_steps": int(trainer.state.max_steps),

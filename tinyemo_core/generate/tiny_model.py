@@ -99,7 +99,9 @@ def resolve_local_model(model: str, storage_root: str | Path) -> str:
     so every host builds the same weights); any other value is returned as given (a model folder)."""
     if model != TINY_MODEL:
         return model
-    out = Path(storage_root) / "models" / "tiny-vlm"
+    from tinyemo_core.store.models import ModelsStore
+
+    out = ModelsStore(storage_root).path("tiny-vlm")
     if not (out / "config.json").exists():
         from tinyemo_core.store.atomic import staged_dir
 

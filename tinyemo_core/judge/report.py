@@ -12,6 +12,7 @@ import pyarrow as pa
 from tinyemo_core.evaluate.plots import plot_confusion
 from tinyemo_core.judge.metrics import NONE_COLUMN
 from tinyemo_core.store.atomic import write_atomic, write_json, write_parquet
+from tinyemo_core.store.evaluations import REPORT, REPORT_MD
 
 
 def _pct(x: float | None) -> str:
@@ -159,7 +160,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     md = markdown(summary, title)
     paths = {
-        "report_md": write_atomic(out_dir / "report.md", lambda p: p.write_text(md)),
+        "report_md": write_atomic(out_dir / REPORT_MD, lambda p: p.write_text(md)),
         "answers": write_parquet(out_dir / "answers.parquet", answers_table(answer_rows)),
     }
     for name, (cands, conf) in confusions.items():
@@ -172,6 +173,6 @@ def write_report(
             f"{name}: accuracy {_pct(acc)}%",
         )
     paths["report_json"] = write_json(
-        out_dir / "report.json", {"title": title, "summary": summary, "table_rows": table_rows(summary)}
+        out_dir / REPORT, {"title": title, "summary": summary, "table_rows": table_rows(summary)}
     )
     return paths

@@ -11,9 +11,9 @@ from safetensors.torch import load_file, save_file
 
 from tinyemo_core.projector.model import MetricProjector
 from tinyemo_core.store.atomic import read_json, write_atomic, write_json
+from tinyemo_core.store.runs import CONFIG, METRICS  # noqa: F401 (the run store names them)
 
 BEST, LAST, CHECKPOINT = "best.safetensors", "last.safetensors", "checkpoint.pt"
-CONFIG, METRICS = "config.json", "metrics.json"
 
 
 def save_weights(model: MetricProjector, path: Path, state: dict[str, torch.Tensor] | None = None) -> Path:

@@ -29,12 +29,12 @@ from tinyemo_core.data.emotic_boxes import RENDER_VERSION, BoxStyle, boxes_root,
 from tinyemo_core.data.emotic_persons import person_vad
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.generate import emotic_export as X
-from tinyemo_core.store.atomic import read_json, write_json, write_parquet
+from tinyemo_core.store.atomic import write_parquet
+from tinyemo_core.store.emotic import EmoticStore
 from tinyemo_core.store.manifests import read_manifest, read_summary
 from tinyemo_core.store.plan import StorePlan
 
 VERSION = "1"  # bump when the person table or the export records would change for the same inputs
-SUMMARY = "summary.json"
 Progress = Callable[[dict], None]
 
 PERSONS_SCHEMA = pa.schema([
@@ -52,7 +52,7 @@ PERSONS_SCHEMA = pa.schema([
 
 
 def _complete(folder: Path) -> bool:
-    return read_json(folder / SUMMARY) is not None
+    return EmoticStore.summary(folder) is not None
 
 
 # --- persons + red boxes ----------------------------------------------------------------------------------
@@ -63,9 +63,7 @@ def persons_fingerprint(manifest: Path, style: BoxStyle = BoxStyle()) -> str:
 
 
 def persons_plan(dataset: str, manifest: Path, storage_root: Path, style: BoxStyle = BoxStyle()) -> StorePlan:
-    fp = persons_fingerprint(manifest, style)
-    out = Path(storage_root) / "emotic" / dataset / f"persons-{fp[:16]}"
-    return StorePlan(fp, out, _complete(out))
+    return EmoticStore(storage_root).plan(dataset, "persons", persons_fingerprint(manifest, style))
 
 
 def person_rows(manifest: Path) -> tuple[list[dict[str, Any]], Counter]:
@@ -107,9 +105,10 @@ def render_persons(
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Per-person table + red-box images (each drawn once, cached); returns ``summary.json``'s content."""
+    store = EmoticStore(storage_root)
     plan = persons_plan(dataset, manifest, storage_root, style)
-    if plan.complete:
-        return {**read_json(plan.path / SUMMARY), "computed": False}
+    if (done := store.read(plan)) is not None:
+        return done
     rows, skipped = person_rows(manifest)
     drawn = 0
 
@@ -123,21 +122,21 @@ def render_persons(
             drawn += computed
             if on_progress is not None and (n % 64 == 0 or n == len(rows)):
                 on_progress({"done": n, "total": len(rows), "rendered": drawn})
-    write_parquet(plan.path / "persons.parquet", pa.Table.from_pylist(rows, schema=PERSONS_SCHEMA))
+    persons = EmoticStore.persons_file(plan.path)
+    write_parquet(persons, pa.Table.from_pylist(rows, schema=PERSONS_SCHEMA))
     summary = {
         "dataset": dataset, "fingerprint": plan.fingerprint, "manifest": str(manifest), "dir": str(plan.path),
-        "persons": str(plan.path / "persons.parquet"), "boxes_root": str(boxes_root(storage_root)),
+        "persons": str(persons), "boxes_root": str(boxes_root(storage_root)),
         "style": asdict(style), "rows": len(rows),
         "by_split": dict(sorted(Counter(r["split"] for r in rows).items())),
         "images": len({r["image_id"] for r in rows}), "rendered_now": drawn,
         "skipped": dict(sorted(skipped.items())),
     }  # fmt: skip
-    write_json(plan.path / SUMMARY, summary)
-    return {**summary, "computed": True}
+    return store.commit(plan, summary)
 
 
 def _require(persons_dir: Path) -> dict:
-    summary = read_json(Path(persons_dir) / SUMMARY)
+    summary = EmoticStore.summary(persons_dir)
     if summary is None:
         raise FileNotFoundError(f"{persons_dir} is not a complete EMOTIC person table; run render_persons")
     return summary
@@ -145,7 +144,7 @@ def _require(persons_dir: Path) -> dict:
 
 def read_persons(persons_dir: Path) -> pa.Table:
     _require(persons_dir)
-    return pq.read_table(Path(persons_dir) / "persons.parquet")
+    return pq.read_table(EmoticStore.persons_file(persons_dir))
 
 
 # --- LLaVA exports ----------------------------------------------------------------------------------------
@@ -153,8 +152,7 @@ def export_plan(dataset: str, persons_dir: Path, storage_root: Path) -> StorePla
     persons_fp = _require(persons_dir)["fingerprint"]
     prompts = {v: X.prompt(v) for v in X.VARIANTS}
     fp = stable_hash("emotic_export", VERSION, persons_fp, prompts, X.VAD_WORDS)
-    out = Path(storage_root) / "emotic" / dataset / f"export-{fp[:16]}"
-    return StorePlan(fp, out, _complete(out))
+    return EmoticStore(storage_root).plan(dataset, "export", fp)
 
 
 def export_persons(dataset: str, persons_dir: Path, storage_root: Path) -> dict[str, Any]:
@@ -162,9 +160,10 @@ def export_persons(dataset: str, persons_dir: Path, storage_root: Path) -> dict[
     ...): a fine-tuning stage picks one by its export stem; ``summary.json`` last."""
     from tinyemo_core.generate.export import write_json as write_records
 
+    store = EmoticStore(storage_root)
     plan = export_plan(dataset, persons_dir, storage_root)
-    if plan.complete:
-        return {**read_json(plan.path / SUMMARY), "computed": False}
+    if (done := store.read(plan)) is not None:
+        return done
     rows = read_persons(persons_dir).to_pylist()
     files, records = {}, {}
     for variant in X.VARIANTS:
@@ -181,6 +180,5 @@ def export_persons(dataset: str, persons_dir: Path, storage_root: Path) -> dict[
         "image_root": str(boxes_root(storage_root)), "records": records,
         "without_vad": dict(sorted(no_vad.items())), "prompts": {v: X.prompt(v) for v in X.VARIANTS},
     }  # fmt: skip
-    write_json(plan.path / SUMMARY, summary)
-    return {**summary, "computed": True}
+    return store.commit(plan, summary)
 

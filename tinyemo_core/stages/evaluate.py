@@ -15,11 +15,10 @@ import numpy as np
 
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
-from tinyemo_core.provenance import current
 from tinyemo_core.stages.assemble import DatasetSplit, eval_splits, features_scratch, label_ids, load_split
-from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.evaluations import plan_evaluation, read_report, staged_evaluation
 from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.kind import write_provenance
 from tinyemo_core.store.labels import read_label_table
 from tinyemo_core.store.plan import StorePlan
 
@@ -99,7 +98,7 @@ def evaluate(
     with staged_evaluation(out_dir) as tmp_dir:  # renamed into place: report.json => complete
         written = write_report(summary, scores, tmp_dir, title=title,
                                projected=projected_by_ds if tsne else None)
-        write_json(tmp_dir / "provenance.json", current())
+        write_provenance(tmp_dir)
     paths = {k: out_dir / Path(v).relative_to(tmp_dir) for k, v in written.items()}
     return {
         "report_dir": str(out_dir),

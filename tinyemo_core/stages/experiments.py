@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import BackboneSpec
 from tinyemo_core.store.atomic import write_atomic, write_json, write_parquet
-from tinyemo_core.store.experiments import read_regrounding
+from tinyemo_core.store.experiments import (
+    PREDICTIONS,
+    REGROUNDING,
+    REGROUNDING_MD,
+    TABLE,
+    TABLE_MD,
+    read_regrounding,
+)
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import read_label_table, render
 
@@ -117,10 +124,10 @@ def write_experiment(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = experiment_markdown(title, key_columns, datasets, rows, notes)
-    md_path = write_atomic(out_dir / "table.md", lambda p: p.write_text(md))
+    md_path = write_atomic(out_dir / TABLE_MD, lambda p: p.write_text(md))
     payload = {"title": title, "key_columns": list(key_columns), "datasets": list(datasets),
                "rows": list(rows), "notes": notes, **(extra or {})}
-    return {"markdown": str(md_path), "json": str(write_json(out_dir / "table.json", payload))}
+    return {"markdown": str(md_path), "json": str(write_json(out_dir / TABLE, payload))}
 
 
 class Grounding(BaseModel):
@@ -205,9 +212,9 @@ def reground(
         md += _regrounding_md(name, rows, list(variants))
     out_dir.mkdir(parents=True, exist_ok=True)
     preds = pa.table({k: pa.array(v, pa.string()) for k, v in cols.items()})
-    write_parquet(out_dir / "predictions.parquet", preds)
-    write_atomic(out_dir / "regrounding.md", lambda p: p.write_text("\n".join(md)))
-    write_json(out_dir / "regrounding.json", report)
+    write_parquet(out_dir / PREDICTIONS, preds)
+    write_atomic(out_dir / REGROUNDING_MD, lambda p: p.write_text("\n".join(md)))
+    write_json(out_dir / REGROUNDING, report)
     return {"out_dir": str(out_dir), "computed": True, **report}
 
 

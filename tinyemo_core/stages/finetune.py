@@ -85,9 +85,12 @@ def plan_stage(
     stage: Stage,
     *,
     patch_sources: PatchSources | None = None,
+    parent: StorePlan | None = None,
 ) -> StorePlan:
-    """Fingerprint + folder + completion of ``stage`` (stage 2's includes stage 1's fingerprint)."""
-    parent = _parent(spec, stage, storage_root, export_dir, patch_sources)
+    """Fingerprint + folder + completion of ``stage`` (stage 2's includes stage 1's fingerprint;
+    ``parent``: stage 1's plan when the caller made it already)."""
+    if parent is None:
+        parent = _parent(spec, stage, storage_root, export_dir, patch_sources)
     inputs = stage_inputs(
         spec, export_dir, stage, parent=parent.fingerprint if parent else None, patch_sources=patch_sources
     )
@@ -103,18 +106,22 @@ def run_stage(
     *,
     patch_sources: PatchSources | None = None,
     on_progress: Callable[[dict], None] | None = None,
+    plan: StorePlan | None = None,
+    parent: StorePlan | None = None,
 ) -> dict[str, Any]:
-    """Train one stage (idempotent, resumable); return its descriptor (path, fingerprint, result)."""
+    """Train one stage (idempotent, resumable); return its descriptor (path, fingerprint, result).
+    ``plan``/``parent``: the plans the caller made (:func:`plan_stage`); they are not made again."""
     from tinyemo_core.finetune.data import load_export, order_records
     from tinyemo_core.finetune.model import use_cached_patches
     from tinyemo_core.finetune.trainer import train_model
 
-    p = plan_stage(storage_root, spec, export_dir, stage, patch_sources=patch_sources)
-    if p.complete:
-        return _descriptor(stage, p, computed=False)
+    if parent is None:  # stage 2 starts from stage 1 (planned here unless the caller passed its plan)
+        parent = _parent(spec, stage, storage_root, export_dir, patch_sources)
+    p = plan or plan_stage(storage_root, spec, export_dir, stage, patch_sources=patch_sources, parent=parent)
+    if store.complete(p.path):
+        return store.describe(p, stage, computed=False)
     recipe, sspec = get_recipe(spec.recipe), spec.stage(stage)
-    parent = _parent(spec, stage, storage_root, export_dir, patch_sources)
-    if parent is not None and not parent.complete:
+    if parent is not None and not store.complete(parent.path):
         raise RuntimeError(
             f"reasoning finetune starts from pretrain, which is not trained yet ({parent.path})"
         )
@@ -148,7 +155,7 @@ def run_stage(
         processor=processor,
         on_progress=on_progress,
     )
-    return _descriptor(stage, StorePlan(p.fingerprint, p.path, store.complete(p.path)), computed=True)
+    return store.describe(p, stage, computed=True)
 
 
 def _load(recipe, spec: ReasoningSpec, parent: Path | None):
@@ -158,24 +165,6 @@ def _load(recipe, spec: ReasoningSpec, parent: Path | None):
 
     folder = store.model_dir(parent)
     return LlavaForConditionalGeneration.from_pretrained(folder), AutoProcessor.from_pretrained(folder)
-
-
-def _descriptor(stage: str, p: StorePlan, *, computed: bool) -> dict[str, Any]:
-    res = store.result(p.path) or {}
-    return {
-        "stage": stage,
-        "fingerprint": p.fingerprint,
-        "path": str(p.path),
-        "model": str(store.model_dir(p.path)),
-        "complete": p.complete,
-        "computed": computed,
-        "steps": res.get("steps"),
-        "final_loss": res.get("final_loss"),
-        "tokens_per_s": res.get("tokens_per_s"),
-        "resumed_from_step": res.get("resumed_from_step"),
-        "memory": res.get("memory"),
-        "loss_curve": str(p.path / "loss_curve.png") if (p.path / "loss_curve.png").exists() else None,
-    }
 
 
 def normal_spec(spec: ReasoningSpec) -> ReasoningSpec | None:

@@ -7,18 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.config import DatasetSpec, DemoDataSpec
+from tinyemo_core.store.demo_data import DemoDataStore
 from tinyemo_core.store.manifests import (
-    manifest_complete,
+    ManifestStore,
     manifest_fingerprint,
-    manifest_path,
-    read_summary,
     write_manifest,
 )
 from tinyemo_core.store.plan import StorePlan
+from tinyemo_core.store.splits import SplitStore
 
 
 def demo_data_root(storage_root: Path) -> Path:
-    return storage_root / "demo_data"
+    return DemoDataStore(storage_root).root
 
 
 def make_demo_data(storage_root: Path, spec: DemoDataSpec) -> dict[str, Any]:
@@ -34,11 +34,11 @@ def make_demo_data(storage_root: Path, spec: DemoDataSpec) -> dict[str, Any]:
     return {"root": str(demo_data_root(storage_root)), "datasets": sorted(datasets)}
 
 
-def demo_data_complete(storage_root: Path) -> bool:
-    """True when every demo dataset folder carries its completion marker."""
-    from tinyemo_core.data.demo import DEMO_DATASETS, MARKER
+def plan_demo_data(storage_root: Path, spec: DemoDataSpec) -> StorePlan:
+    """The demo datasets: complete when every one carries its marker."""
+    from tinyemo_core.data.demo import DEMO_DATASETS
 
-    return all((demo_data_root(storage_root) / name / MARKER).exists() for name in DEMO_DATASETS)
+    return DemoDataStore(storage_root).plan(list(DEMO_DATASETS), spec)
 
 
 def ingest_settings(spec: DatasetSpec) -> dict[str, Any]:
@@ -57,9 +57,7 @@ def ingest_fingerprint(name: str, spec: DatasetSpec) -> str:
 
 def plan(name: str, spec: DatasetSpec, storage_root: Path) -> StorePlan:
     """The manifest for dataset ``name`` as configured: fingerprint, path, complete or not."""
-    fp = ingest_fingerprint(name, spec)
-    path = manifest_path(storage_root, name, fp)
-    return StorePlan(fp, path, manifest_complete(path))
+    return ManifestStore(storage_root).plan(name, ingest_fingerprint(name, spec))
 
 
 def ingest(
@@ -73,22 +71,18 @@ def ingest(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Build the manifest for one dataset unless a complete one with this fingerprint exists."""
-    path = manifest_path(storage_root, name, fingerprint)
-    if manifest_complete(path):
-        return {
-            "dataset": name,
-            "manifest": str(path),
-            "fingerprint": fingerprint,
-            "computed": False,
-            **read_summary(path),
-        }
+    store = ManifestStore(storage_root)
+    plan = store.plan(name, fingerprint)
+    if (done := store.read(plan)) is not None:
+        return done
+    path = plan.path
     if spec.features_only:
         from tinyemo_core.stages import features_only
 
         return features_only.build_manifest(name, spec, path, fingerprint)
     from tinyemo_core.data.ingest import build_manifest, quarantine_summary
 
-    split_file = storage_root / "splits" / f"{name}.json"
+    split_file = SplitStore(storage_root).path(name)
     result = build_manifest(
         name,
         spec.layout,

@@ -16,6 +16,9 @@ import numpy as np
 from tinyemo_core.config import DatasetSpec, RunConfig
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.store.activations import (
+    CONCEPTS,
+    COUNTERFACTUAL,
+    SIMILAR,
     ActivationStore,
     activation_fingerprint,
     activation_store_root,
@@ -189,7 +192,7 @@ def explore_similar(cfg: RunConfig, run_dir: Path, dataset: str, query: str, *, 
     qkind, q = query_vector(cfg, run_dir, store, query, kind, which=which)
     ident = (Path(query).stat().st_size, Path(query).stat().st_mtime_ns) if qkind == "image" else None
     out = out_dir or _out_dir(store, "similar", qkind, query, ident, k, store.fingerprint)
-    if (done := read_analysis(out, "similar.json")) is not None and out_dir is None:
+    if (done := read_analysis(out, SIMILAR)) is not None and out_dir is None:
         return {**done, "computed": False}
     from tinyemo_core.index.faiss_index import cached_index, search
 
@@ -211,7 +214,7 @@ def explore_similar(cfg: RunConfig, run_dir: Path, dataset: str, query: str, *, 
                       out / "similar.png", f"nearest to {qkind} {shown}")
     payload = {"query": query, "kind": qkind, "dataset": dataset, "run": Path(run_dir).name, "k": k,
                "results": results, "grid": str(grid), "out_dir": str(out)}
-    write_json(out / "similar.json", payload)
+    write_json(out / SIMILAR, payload)
     return {**payload, "computed": True}
 
 
@@ -249,7 +252,7 @@ def explore_concepts(cfg: RunConfig, run_dir: Path, image: str, *, dataset: str 
     except ValueError as exc:  # hidden-state backbones have no per-token table
         result["tokens"], result["tokens_skipped"] = [], str(exc)
     if out_dir is not None:
-        write_json(Path(out_dir) / "concepts.json", result)
+        write_json(Path(out_dir) / CONCEPTS, result)
     return result
 
 
@@ -298,5 +301,5 @@ def explore_counterfactual(cfg: RunConfig, run_dir: Path, pairs: Path | Sequence
             caps = [f"original\n{res['prediction_before']}", f"edited\n{res['prediction_after']}"]
             figs.append(str(image_grid([a, b], caps, out / f"{name}.pair.png", name, cols=2)))
         payload["figures"] = figs
-        write_json(out / "counterfactual.json", payload)
+        write_json(out / COUNTERFACTUAL, payload)
     return payload

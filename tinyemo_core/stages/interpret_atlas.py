@@ -21,8 +21,14 @@ from tinyemo_core.stages.interpret import (
     open_activations,
     text_vectors,
 )
-from tinyemo_core.store.activations import ActivationStore, publish_analysis, read_analysis
+from tinyemo_core.store.activations import (
+    ActivationStore,
+    ActivationStoreKind,
+    publish_analysis,
+    read_analysis,
+)
 from tinyemo_core.store.atomic import write_parquet
+from tinyemo_core.store.plan import StorePlan
 
 Progress = Callable[[dict], None] | None
 
@@ -59,13 +65,48 @@ def _store(cfg: RunConfig, run_dir: Path, spec: InterpretSpec, on_progress: Prog
     return src, store, desc
 
 
+def open_store(cfg: RunConfig, run_dir: Path, spec: InterpretSpec
+               ) -> tuple[RunConfig, DatasetSources, ActivationStore]:
+    """(config for the run, dataset sources, activation store) of an analysis; nothing is built."""
+    from tinyemo_core.stages.predict import config_for_run
+
+    cfg = config_for_run(cfg, run_dir)
+    src = dataset_sources(cfg, default_dataset(cfg, spec))
+    store = open_activations(run_dir, src, cfg.storage_root, which=spec.checkpoint, point=spec.point,
+                             splits=spec.splits)
+    return cfg, src, store
+
+
+def _atlas_key(spec: InterpretSpec) -> str:
+    return stable_hash(spec.top_k, spec.per_class, spec.grid_neurons, spec.grid_images)
+
+
+def _ablation_key(cfg: RunConfig, src: DatasetSources, spec: InterpretSpec) -> str:
+    return stable_hash(spec.ablation_point, sorted(spec.ablation_splits), src.spec.template,
+                       cfg.backbone_name)
+
+
+def plan_atlas(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None) -> StorePlan:
+    """The atlas folder for these settings: complete when it and its activation store are."""
+    spec = spec or InterpretSpec()
+    _, _, store = open_store(cfg, run_dir, spec)
+    return ActivationStoreKind(cfg.storage_root).analysis(store, "atlas", _atlas_key(spec))
+
+
+def plan_ablation(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None) -> StorePlan:
+    """The single-neuron ablation folder for these settings: complete when it and its store are."""
+    spec = spec or InterpretSpec()
+    cfg, src, store = open_store(cfg, run_dir, spec)
+    return ActivationStoreKind(cfg.storage_root).analysis(store, "ablation", _ablation_key(cfg, src, spec))
+
+
 def neuron_atlas(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None, *,
                  on_progress: Progress = None) -> dict[str, Any]:
     """Top-k images per neuron, detection rates for every label and attribute, the most selective neurons
     per class and image grids for the best ones (Appendix E-B, Figs. 18-19)."""
     spec = spec or InterpretSpec()
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
-    out = store.root / f"atlas-{stable_hash(spec.top_k, spec.per_class, spec.grid_neurons, spec.grid_images)}"
+    out = store.root / f"atlas-{_atlas_key(spec)}"
     if (done := read_analysis(out)) is not None:
         return {**done, "computed": False}
     from tinyemo_core.interpret.atlas import class_matrices, detection_rates, most_selective, top_k
@@ -137,8 +178,7 @@ def neuron_ablation(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = 
     spec = spec or InterpretSpec()
     cfg = config_for_run(cfg, run_dir)
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
-    key = stable_hash(spec.ablation_point, sorted(spec.ablation_splits), src.spec.template, cfg.backbone_name)
-    out = store.root / f"ablation-{key}"
+    out = store.root / f"ablation-{_ablation_key(cfg, src, spec)}"
     if (done := read_analysis(out)) is not None:
         return {**done, "computed": False}
     from tinyemo_core.interpret.ablation import ablate_all

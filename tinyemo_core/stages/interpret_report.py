@@ -23,8 +23,10 @@ from tinyemo_core.stages.interpret_atlas import (
     neuron_ablation,
     neuron_atlas,
     neuron_query,
+    open_store,
 )
-from tinyemo_core.store.activations import publish_analysis, read_analysis
+from tinyemo_core.store.activations import ActivationStoreKind, publish_analysis, read_analysis
+from tinyemo_core.store.plan import StorePlan
 
 Progress = Callable[[dict], None] | None
 
@@ -45,16 +47,28 @@ def _top_rows(atlas_dir: Path, neuron: int, n: int) -> list[str]:
     return t["image_id"].to_pylist()[:n]
 
 
+def _bias_spec(cfg: RunConfig, spec: InterpretSpec | None) -> InterpretSpec:
+    spec = spec or cfg.spec.interpret or InterpretSpec()
+    base = cfg.config_path.parent  # relative paths in flows.yaml are relative to its folder
+    return spec.model_copy(update={k: base / v for k in ("pairs", "concepts")
+                                   if (v := getattr(spec, k)) is not None and not Path(v).is_absolute()})
+
+
+def plan_bias(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None) -> StorePlan:
+    """The bias-report folder for these settings: complete when it and its activation store are."""
+    spec = _bias_spec(cfg, spec)
+    cfg, _, store = open_store(cfg, run_dir, spec)
+    key = stable_hash(spec, store.fingerprint, length=12)
+    return ActivationStoreKind(cfg.storage_root).analysis(store, "bias", key)
+
+
 def bias_report(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None, *,
                 on_progress: Progress = None) -> dict[str, Any]:
     """Chain the tools for ``spec.query`` (and ``spec.pairs``) and write ``report.md``; idempotent."""
     from tinyemo_core.interpret.plots import image_grid
     from tinyemo_core.stages.predict import config_for_run
 
-    spec = spec or cfg.spec.interpret or InterpretSpec()
-    base = cfg.config_path.parent  # relative paths in flows.yaml are relative to its folder
-    spec = spec.model_copy(update={k: base / v for k in ("pairs", "concepts")
-                                   if (v := getattr(spec, k)) is not None and not Path(v).is_absolute()})
+    spec = _bias_spec(cfg, spec)
     cfg = config_for_run(cfg, run_dir)
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
     out = store.root / f"bias-{stable_hash(spec, store.fingerprint, length=12)}"

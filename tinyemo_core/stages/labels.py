@@ -8,6 +8,7 @@ from typing import Any
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import BackboneSpec
 from tinyemo_core.store.labels import (
+    LabelStore,
     LabelTable,
     label_set_fingerprint,
     label_table_path,
@@ -17,6 +18,7 @@ from tinyemo_core.store.labels import (
     write_label_table,
 )
 from tinyemo_core.store.manifests import read_manifest
+from tinyemo_core.store.models import ModelsStore
 from tinyemo_core.store.plan import StorePlan
 
 
@@ -64,7 +66,7 @@ def embed_labels(
         return {"table": str(path), "fingerprint": set_fp, "computed": False, **summary}
     from tinyemo_core.encoders.labels import load_label_embedder
 
-    embedder = load_label_embedder(spec, storage_root / "models")
+    embedder = load_label_embedder(spec, ModelsStore(storage_root).root)
     texts = [render(tpl, word) for word, tpl in pairs]
     table = LabelTable([w for w, _ in pairs], [t for _, t in pairs], texts, embedder.embed(texts))
     meta = {"backbone": backbone_name, "backbone_fingerprint": fingerprint, "fingerprint": set_fp}
@@ -82,18 +84,16 @@ def write_indexed_table(path: Path, table: LabelTable, meta: dict[str, Any]) -> 
 
 
 def plan(spec: BackboneSpec, backbone_name: str, pairs: list[tuple[str, str]],
-         storage_root: Path) -> StorePlan:
-    """The label table for ``pairs`` embedded by the backbone: label-set fingerprint, path, complete."""
-    set_fp = label_set_fingerprint(backbone_fingerprint(spec), pairs)
-    path = label_table_path(storage_root, backbone_name, set_fp)
-    return StorePlan(set_fp, path, label_table_summary(path) is not None)
+         storage_root: Path, backbone_fp: str | None = None) -> StorePlan:
+    """The label table for ``pairs`` embedded by the backbone: label-set fingerprint, path, complete
+    (``backbone_fp``: the backbone's fingerprint when the caller has it already)."""
+    set_fp = label_set_fingerprint(backbone_fp or backbone_fingerprint(spec), pairs)
+    return LabelStore(storage_root).plan(backbone_name, set_fp)
 
 
 def plan_vocabulary(spec: BackboneSpec, backbone_name: str, storage_root: Path) -> StorePlan:
     """The backbone's whole-vocabulary table: fingerprint, path, complete."""
-    fp = backbone_fingerprint(spec)
-    path = vocabulary_table_path(storage_root, backbone_name, fp)
-    return StorePlan(fp, path, label_table_summary(path) is not None)
+    return LabelStore(storage_root).plan_vocabulary(backbone_name, backbone_fingerprint(spec))
 
 
 def embed_vocabulary(
@@ -106,7 +106,7 @@ def embed_vocabulary(
         return {"table": str(path), "computed": False, **summary}
     from tinyemo_core.encoders.labels import load_label_embedder
 
-    embedder = load_label_embedder(spec, storage_root / "models")
+    embedder = load_label_embedder(spec, ModelsStore(storage_root).root)
     tokens = embedder.vocabulary()
     table = LabelTable(tokens, ["<vocabulary>"] * len(tokens), tokens, embedder.embed_vocabulary())
     meta = {"backbone": backbone_name, "backbone_fingerprint": fingerprint}

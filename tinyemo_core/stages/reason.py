@@ -28,10 +28,10 @@ from tinyemo_core.fingerprint import stable_hash, step_fingerprint
 from tinyemo_core.generate.backends.base import Answer, ChatRequest, Sampling, Turn
 from tinyemo_core.generate.prompts import emoreason_instruction, strip_image_tag
 from tinyemo_core.identity import local_model_fingerprint
-from tinyemo_core.store.atomic import read_json, staged_dir, write_json, write_parquet, write_text
+from tinyemo_core.store.instructions import InstructionsStore
 from tinyemo_core.store.plan import StorePlan
+from tinyemo_core.store.reasoning import ReasoningStore
 
-RESULT = "result.json"
 Progress = Callable[[dict], None] | None
 
 
@@ -69,22 +69,28 @@ def make_reasoner(model_dir: Path | None, spec: ReasonSpec) -> tuple[Reasoner, s
     """(batch -> answers, model identity). ``transformers``: the saved folder in process; ``openai``: a
     server (vLLM) at ``spec.base_url`` serving ``spec.served_model``."""
     if spec.backend == "openai":
+        from tinyemo_core.generate.backends.base import RequestFailed
         from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator
+        from tinyemo_core.generate.runner import run_sync
 
         model = spec.served_model or (str(model_dir) if model_dir else None)
         if not model:
             raise ValueError("reason.backend=openai needs reason.served_model (the id the server serves)")
 
+        gen = OpenAIHTTPGenerator(spec.base_url, model, max_concurrency=spec.batch_size)
+
+        async def answer(r: ChatRequest) -> Answer:
+            try:
+                return await gen.generate(r)
+            except RequestFailed as exc:  # costs this request only: an empty answer, parsed as failed
+                return Answer(text="", finish_reason=f"error:{exc.reason}")
+
         def run_http(requests: list[ChatRequest]) -> list[Answer]:
             async def go() -> list[Answer]:
-                gen = OpenAIHTTPGenerator(spec.base_url, model, max_concurrency=spec.batch_size)
-                try:
-                    await gen.health()
-                    return list(await asyncio.gather(*(gen.generate(r) for r in requests)))
-                finally:
-                    await gen.aclose()
+                await gen.health()
+                return list(await asyncio.gather(*(answer(r) for r in requests)))
 
-            return asyncio.run(go())
+            return run_sync(gen, go)  # one loop per batch; the client is closed in it
 
         return run_http, stable_hash("openai", spec.base_url, model)
     from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
@@ -172,8 +178,6 @@ def write_reasoning(out_dir: Path, items: Sequence[ReasonItem], generate, spec: 
                     on_progress: Progress = None, normal_generate=None) -> dict[str, Any]:
     """Generate, then write the folder's files with ``result.json`` last (staged: all or nothing).
     ``normal_generate``: Fig. 9's separately trained "normal" model for comparison.md's normal column."""
-    import pyarrow as pa
-
     rows = generate_reasoning(items, generate, spec, on_progress=on_progress)
     few = [it for it in items if it.projector_label is not None][: spec.compare_images]
     normal = generate_reasoning(few, normal_generate or generate, spec, condition=False) if few else []
@@ -184,29 +188,24 @@ def write_reasoning(out_dir: Path, items: Sequence[ReasonItem], generate, spec: 
               "comparison": "two trained models" if normal_generate else "one model, two prompts",
               "agree_rate": round(agree / n, 4) if n else None,
               "parsed": sum(r["predicted_label"] is not None for r in rows),
-              "accuracy": round(sum(r["correct"] for r in known) / len(known), 4) if known else None,
-              "files": ["reasoning.parquet", "samples.md", "comparison.md"]}
-    with staged_dir(out_dir) as tmp:
-        write_parquet(tmp / "reasoning.parquet", pa.Table.from_pylist(rows))
-        head = ["image", "true", "projector", "parsed", "agree", "reasoning"]
-        title = f"# Reasoning samples ({'conditional' if spec.condition else 'no condition'})\n\n"
-        cells = [[r["image_id"], r["true_label"], r["projector_label"], r["predicted_label"], r["agree"],
-                  r["reasoning"]] for r in rows[:12]]
-        write_text(tmp / "samples.md", title + _table(head, cells))
-        comp = [[a["image_id"], a["true_label"], a["projector_label"], a["reasoning"], b["reasoning"]]
-                for a, b in zip(normal, conditional, strict=True)]
-        write_text(tmp / "comparison.md", (COMPARISON_TWO_MODELS if normal_generate else COMPARISON_ONE_MODEL)
-                   + _table(["image", "true", "projector", "normal", "conditional"], comp))
-        write_json(tmp / RESULT, result)
-    return {**result, "path": str(out_dir), "cached": False}
+              "accuracy": round(sum(r["correct"] for r in known) / len(known), 4) if known else None}
+    head = ["image", "true", "projector", "parsed", "agree", "reasoning"]
+    title = f"# Reasoning samples ({'conditional' if spec.condition else 'no condition'})\n\n"
+    cells = [[r["image_id"], r["true_label"], r["projector_label"], r["predicted_label"], r["agree"],
+              r["reasoning"]] for r in rows[:12]]
+    comp = [[a["image_id"], a["true_label"], a["projector_label"], a["reasoning"], b["reasoning"]]
+            for a, b in zip(normal, conditional, strict=True)]
+    comparison = ((COMPARISON_TWO_MODELS if normal_generate else COMPARISON_ONE_MODEL)
+                  + _table(["image", "true", "projector", "normal", "conditional"], comp))
+    return ReasoningStore.write_folder(out_dir, rows, title + _table(head, cells), comparison, result)
 
 
 def reasoning_dir(storage_root: Path, name: str, fingerprint: str) -> Path:
-    return Path(storage_root) / "reasoning" / f"{name}-{fingerprint[:12]}"
+    return ReasoningStore(storage_root).path(name, fingerprint)
 
 
 def reasoning_complete(out_dir: Path) -> bool:
-    return read_json(Path(out_dir) / RESULT) is not None and (Path(out_dir) / "reasoning.parquet").exists()
+    return ReasoningStore.folder_complete(out_dir)
 
 
 def _file_digest(path: str | Path) -> str:
@@ -225,7 +224,7 @@ def reasoning_fingerprint(name: str, inputs: Any, run_dir: Path | None, model_id
 
 
 def _cached(out_dir: Path) -> dict[str, Any]:
-    return {**read_json(out_dir / RESULT), "path": str(out_dir), "cached": True}
+    return ReasoningStore.read_folder(out_dir) or {}
 
 
 def _with_normal(model_dir: Path | None, spec: ReasonSpec, normal_dir: Path | None):
@@ -250,9 +249,14 @@ def reason_items(items: Sequence[ReasonItem], model_dir: Path | None, spec: Reas
     out = reasoning_dir(storage_root, name, fp)
     if reasoning_complete(out):
         return _cached(out)
-    meta = {"name": name, "fingerprint": fp, "model": str(model_dir) if model_dir else spec.served_model,
-            "normal_model": str(normal_dir) if normal_dir else None, "run": str(run_dir) if run_dir else None}
+    meta = _meta(name, fp, model_dir, spec, normal_dir, run_dir)
     return write_reasoning(out, items, generate, spec, meta, on_progress, normal_generate)
+
+
+def _meta(name: str, fp: str, model_dir: Path | None, spec: ReasonSpec, normal_dir: Path | None,
+          run_dir: Path | None) -> dict[str, Any]:
+    return {"name": name, "fingerprint": fp, "model": str(model_dir) if model_dir else spec.served_model,
+            "normal_model": str(normal_dir) if normal_dir else None, "run": str(run_dir) if run_dir else None}
 
 
 def image_ids(paths: Sequence[str | Path]) -> list[str]:
@@ -298,16 +302,18 @@ def reason_images(paths: Sequence[str | Path], cfg, run_dir: Path, model_dir: Pa
                         run_dir=run_dir, on_progress=on_progress)
 
 
-def split_inputs(cfg, dataset: str, spec: ReasonSpec) -> tuple[list[Path], list[str], list[str], str]:
-    """(paths, image ids, true labels, manifest content hash) of ``dataset``'s ``spec.split`` images."""
+def split_inputs(cfg, dataset: str, spec: ReasonSpec, manifest: Path | None = None
+                 ) -> tuple[list[Path], list[str], list[str], str]:
+    """(paths, image ids, true labels, manifest content hash) of ``dataset``'s ``spec.split`` images
+    (``manifest``: the dataset's manifest when the caller has it, else the current one is looked up)."""
     import pyarrow.compute as pc
 
-    from tinyemo_core.stages.ingest import ingest_fingerprint
-    from tinyemo_core.store.manifests import manifest_complete, manifest_path, read_manifest, read_summary
+    from tinyemo_core.stages.ingest import plan as plan_manifest
+    from tinyemo_core.store.manifests import manifest_complete, read_manifest, read_summary
 
     if dataset not in cfg.datasets:
         raise ValueError(f"dataset {dataset!r} is not in profile {cfg.profile}: {', '.join(cfg.datasets)}")
-    path = manifest_path(cfg.storage_root, dataset, ingest_fingerprint(dataset, cfg.datasets[dataset]))
+    path = Path(manifest or plan_manifest(dataset, cfg.datasets[dataset], cfg.storage_root).path)
     if not manifest_complete(path):
         raise FileNotFoundError(f"dataset {dataset} has no manifest yet: run `tinyemo run build-dataset`")
     t = read_manifest(path, ok_only=True)
@@ -322,30 +328,31 @@ def split_inputs(cfg, dataset: str, spec: ReasonSpec) -> tuple[list[Path], list[
 
 
 def plan_split(cfg, dataset: str, run_dir: Path, model_dir: Path | None, spec: ReasonSpec,
-               normal_dir: Path | None = None) -> StorePlan:
+               normal_dir: Path | None = None, manifest: Path | None = None) -> StorePlan:
     """Fingerprint, folder and completeness of :func:`reason_split` (no model is loaded)."""
-    _, ids, truths, content = split_inputs(cfg, dataset, spec)
+    _, ids, truths, content = split_inputs(cfg, dataset, spec, manifest)
     _, model_id, _ = _with_normal(model_dir, spec, normal_dir)
     fp = reasoning_fingerprint(dataset, [content, spec.split, len(ids)], run_dir, model_id, spec)
-    out = reasoning_dir(cfg.storage_root, dataset, fp)
-    return StorePlan(fp, out, reasoning_complete(out))
+    return ReasoningStore(cfg.storage_root).plan(dataset, fp)
 
 
 def reason_split(cfg, dataset: str, run_dir: Path, model_dir: Path | None, spec: ReasonSpec,
-                 on_progress: Progress = None, normal_dir: Path | None = None) -> dict[str, Any]:
+                 on_progress: Progress = None, normal_dir: Path | None = None, *,
+                 plan: StorePlan | None = None, manifest: Path | None = None) -> dict[str, Any]:
     """The ``reason`` flow's stage: a dataset's test split, projector-conditioned, with accuracy vs truth.
-    ``normal_dir``: Fig. 9's separately trained normal model for comparison.md."""
+    ``normal_dir``: Fig. 9's separately trained normal model for comparison.md. ``plan``: the plan the
+    caller made (:func:`plan_split`); it is not made again."""
     from tinyemo_core.stages.predict import label_set
 
-    plan = plan_split(cfg, dataset, run_dir, model_dir, spec, normal_dir)
+    plan = plan or plan_split(cfg, dataset, run_dir, model_dir, spec, normal_dir, manifest)
     if plan.complete:
         return _cached(plan.path)
-    paths, ids, truths, content = split_inputs(cfg, dataset, spec)
+    paths, ids, truths, _ = split_inputs(cfg, dataset, spec, manifest)
     pairs = label_set(cfg, taxonomy=dataset)
     items = [it for it in projector_items(paths, run_dir, cfg, pairs, ids, truths) if it.projector_label]
-    return reason_items(items, model_dir, spec, cfg.storage_root, name=dataset,
-                        inputs=[content, spec.split, len(ids)], run_dir=run_dir, on_progress=on_progress,
-                        normal_dir=normal_dir)
+    generate, _, normal_generate = _with_normal(model_dir, spec, normal_dir)
+    meta = _meta(dataset, plan.fingerprint, model_dir, spec, normal_dir, run_dir)
+    return write_reasoning(plan.path, items, generate, spec, meta, on_progress, normal_generate)
 
 
 def reasoning_dataset(cfg) -> str:
@@ -369,7 +376,7 @@ def reasoning_chain(cfg, *, dataset: str | None = None, run_dir: Path | None = N
     if spec is None:
         raise ValueError(f"profiles.{cfg.profile}.reasoning is not set; add a reasoning: block to flows.yaml")
     name = dataset or reasoning_dataset(cfg)
-    export_dir = cfg.storage_root / "instructions" / name
+    export_dir = InstructionsStore(cfg.storage_root).path(name)
 
     def tagged(phase: str):
         return None if on_progress is None else (lambda rec: on_progress({"phase": phase, **rec}))

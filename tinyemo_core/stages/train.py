@@ -10,10 +10,9 @@ from typing import Any
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.projector.spec import TrainingSpec
-from tinyemo_core.provenance import current
 from tinyemo_core.stages.assemble import features_scratch, joint_arrays, load_split, synonym_map, synonym_rows
-from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.kind import write_provenance
 from tinyemo_core.store.labels import read_label_table
 from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.runs import plan_run, read_metrics, run_complete
@@ -99,7 +98,7 @@ def train(
     history = (read_metrics(out_dir) or {}).get("epochs") or []
     if history:
         plot_training_curves(history, out_dir / "training_curves.png")
-    write_json(out_dir / "provenance.json", current())
+    write_provenance(out_dir)
     return {
         "run_dir": str(out_dir),
         "computed": True,

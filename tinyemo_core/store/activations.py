@@ -31,9 +31,12 @@ from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.identity import file_sha256
 from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import atomic_path, read_json, staged_dir, write_json, write_parquet
+from tinyemo_core.store.kind import StoreKind, entry, subdirs
+from tinyemo_core.store.plan import StorePlan
 
 MARKER = "_complete.json"
 ROWS, ACTS, PROJECTED, INDEX = "rows.parquet", "layer0.npy", "projected.npy", "projected.faiss"
+SIMILAR, CONCEPTS, COUNTERFACTUAL = "similar.json", "concepts.json", "counterfactual.json"
 
 
 def activation_store_root(storage_root: Path, run_name: str, dataset: str) -> Path:
@@ -176,3 +179,35 @@ def publish_analysis(out: Path, write) -> dict:
         write_json(tmp / RESULT, {**payload, "produced_by": current()})
     return payload
 
+
+
+class ActivationStoreKind(StoreKind):
+    """Activation stores of (run, dataset) and the analyses derived from each (``atlas-*``, ``ablation-*``,
+    ``bias-*``, ``explore/*``: ``result.json`` written last in a staged folder)."""
+
+    kind = "activations"
+    folder = "activations"
+    markers = (MARKER, RESULT, SIMILAR, CONCEPTS, COUNTERFACTUAL)
+
+    def open(self, run_name: str, dataset: str, fingerprint: str) -> ActivationStore:
+        return ActivationStore(activation_store_root(self.storage_root, run_name, dataset), fingerprint)
+
+    def plan(self, run_name: str, dataset: str, fingerprint: str) -> StorePlan:  # type: ignore[override]
+        store = self.open(run_name, dataset, fingerprint)
+        return StorePlan(fingerprint, store.root, store.complete())
+
+    def analysis(self, store: ActivationStore, what: str, key: str) -> StorePlan:
+        """An analysis folder of a complete activation store: ``<store>/<what>-<key>/``."""
+        path = store.root / f"{what}-{key}"
+        return StorePlan(key, path, store.complete() and read_analysis(path) is not None)
+
+    def read(self, plan: StorePlan) -> dict | None:
+        """An analysis folder's result (``computed`` False), or None."""
+        done = read_analysis(plan.path)
+        return None if done is None else {**done, "computed": False}
+
+    def entries(self):
+        for run in subdirs(self.root):
+            for path in subdirs(run):
+                meta = read_json(path / MARKER)
+                yield entry(self.kind, f"{run.name}/{path.name}", path, meta, (meta or {}).get("fingerprint"))

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tinyemo_core.store.atomic import read_json, staged_dir
+from tinyemo_core.store.kind import PROVENANCE, StoreKind, entry, read_provenance, subdirs
 from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.runs import list_runs, parse_run_name
 
 PREFIX = "eval-"
 REPORT = "report.json"
+REPORT_MD = "report.md"
 
 
 def evaluation_dir(run_dir: Path, fingerprint: str) -> Path:
@@ -33,6 +35,12 @@ def evaluation_complete(path: Path) -> bool:
 def read_report(path: Path) -> dict | None:
     """The evaluation's ``report.json``, or None when the evaluation is incomplete."""
     return read_json(Path(path) / REPORT)
+
+
+def report_markdown(path: Path) -> str | None:
+    """The evaluation's ``report.md`` (what a flow publishes as an artifact), or None."""
+    md = Path(path) / REPORT_MD
+    return md.read_text() if md.exists() else None
 
 
 def plan_evaluation(run_dir: Path, fingerprint: str) -> StorePlan:
@@ -66,3 +74,49 @@ def newest_reports(storage_root: Path, encoder_name: str) -> dict[str, dict]:
                 out[backbone] = (mtime, {"run": run.name, "report": str(ev / REPORT),
                                          "summary": data.get("summary", {})})
     return {b: v for b, (_, v) in sorted(out.items())}
+
+
+class EvaluationStore(StoreKind):
+    """Projector evaluations inside their run (``runs/<run>/eval-<fp12>/``); ``report.json`` is the marker."""
+
+    kind = "evaluation"
+    folder = "runs"
+    markers = (REPORT, PROVENANCE)
+
+    def plan(self, run_dir: Path, fingerprint: str) -> StorePlan:  # type: ignore[override]
+        return plan_evaluation(run_dir, fingerprint)
+
+    def complete(self, path: Path) -> bool:
+        return evaluation_complete(path)
+
+    def read(self, plan: StorePlan) -> dict | None:
+        """The evaluate descriptor of a complete report (what the evaluate stage returns)."""
+        data = read_report(plan.path)
+        if data is None:
+            return None
+        return {"report_dir": str(plan.path), "computed": False, "summary": data.get("summary", {})}
+
+    def entries(self):
+        for run in list_runs(self.storage_root):
+            for ev in list_evaluations(run):
+                meta = {"produced_by": read_provenance(ev)}
+                yield entry(self.kind, f"{run.name}/{ev.name}", ev, meta, ev.name.removeprefix(PREFIX),
+                            complete=evaluation_complete(ev))
+
+
+class GeneratedEvaluationStore(EvaluationStore):
+    """Generated-answer reports: ``evaluations/generated/<model>-<fp8>/<fp12>/`` (``report.json`` marker)."""
+
+    kind = "generated-evaluation"
+    folder = "evaluations/generated"
+
+    def plan(self, model_dir: str, fingerprint: str) -> StorePlan:  # type: ignore[override]
+        path = generated_evaluation_dir(self.storage_root, model_dir, fingerprint)
+        return StorePlan(fingerprint, path, evaluation_complete(path))
+
+    def entries(self):
+        for model in subdirs(self.root):
+            for ev in subdirs(model):
+                meta = {"produced_by": read_provenance(ev)}
+                yield entry(self.kind, f"{model.name}/{ev.name}", ev, meta, ev.name,
+                            complete=evaluation_complete(ev))

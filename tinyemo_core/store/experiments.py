@@ -1,5 +1,6 @@
 """Experiment tables: ``experiments/<name>-<fingerprint of inputs>/`` (Table III ablation, Table IV grid,
-Table VII re-grounding). The same inputs land in the same folder; the JSON written last marks it complete."""
+Table VII re-grounding). The same inputs land in the same folder; the JSON written last marks it complete
+(``table.json`` for the ablation and the grid, ``regrounding.json`` for re-grounding)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from typing import Any
 
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.kind import StoreKind, entry, subdirs
+from tinyemo_core.store.plan import StorePlan
 
 TABLE = "table.json"
+TABLE_MD = "table.md"
 REGROUNDING = "regrounding.json"
+REGROUNDING_MD = "regrounding.md"
+PREDICTIONS = "predictions.parquet"
 
 
 def experiment_dir(storage_root: Path, name: str, *inputs: Any) -> Path:
@@ -25,3 +31,44 @@ def read_regrounding(out_dir: Path) -> dict | None:
 
 def regrounding_complete(out_dir: Path) -> bool:
     return (Path(out_dir) / REGROUNDING).exists()
+
+
+class ExperimentStore(StoreKind):
+    """One folder per (experiment, inputs)."""
+
+    kind = "experiment"
+    folder = "experiments"
+    markers = (TABLE, REGROUNDING)
+
+    def plan(self, name: str, *inputs: Any) -> StorePlan:  # type: ignore[override]
+        path = experiment_dir(self.storage_root, name, *inputs)
+        return StorePlan(path.name.rsplit("-", 1)[-1], path, self.complete(path))
+
+    def complete(self, path: Path) -> bool:
+        return any((Path(path) / m).exists() for m in self.markers)
+
+    def read(self, plan: StorePlan) -> dict | None:
+        """A finished re-grounding's descriptor (what the re-grounding stage returns)."""
+        data = read_regrounding(plan.path)
+        return None if data is None else {"out_dir": str(plan.path), "computed": False, **data}
+
+    def read_table(self, plan: StorePlan) -> dict | None:
+        """A finished table's files (what ``stages.experiments.write_experiment`` returns), or None."""
+        if not (plan.path / TABLE).exists():
+            return None
+        return {"markdown": str(plan.path / TABLE_MD), "json": str(plan.path / TABLE), "computed": False}
+
+    @staticmethod
+    def markdown_path(path: Path) -> Path:
+        """The folder's Markdown table (``regrounding.md`` or ``table.md``)."""
+        regrounding = Path(path) / REGROUNDING_MD
+        return regrounding if regrounding.exists() else Path(path) / TABLE_MD
+
+    def markdown(self, path: Path) -> str:
+        md = self.markdown_path(path)
+        return md.read_text() if md.exists() else ""
+
+    def entries(self):
+        for path in subdirs(self.root):
+            meta = read_json(path / TABLE) or read_json(path / REGROUNDING)
+            yield entry(self.kind, path.name, path, meta, path.name.rsplit("-", 1)[-1])

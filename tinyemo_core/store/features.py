@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,8 @@ import pyarrow.compute as pc
 from tinyemo_core.fingerprint import CODE_VERSIONS, stable_hash
 from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import clear_stale_temporaries, read_json, write_arrow, write_json
+from tinyemo_core.store.kind import StoreKind, entry, subdirs
+from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.vectors import (
     ShardData,
     read_shard,
@@ -305,3 +308,36 @@ def feature_store_root(storage_root: Path, encoder_name: str, dataset: str, outp
     """``features/<encoder>/<dataset>``; patch tokens: their own store ``features/<encoder>.patches/``."""
     folder = encoder_name if output == "pooled" else f"{encoder_name}.{output}"
     return Path(storage_root) / "features" / folder / dataset
+
+
+class FeatureStoreKind(StoreKind):
+    """Feature stores of every (encoder[.patches], dataset); ``_manifest.json`` is the marker."""
+
+    kind = "features"
+    folder = "features"
+    markers = (MANIFEST,)
+
+    def open(self, encoder_name: str, dataset: str, encoder_fingerprint: str, output: str = "pooled"
+             ) -> FeatureStore:
+        return FeatureStore(feature_store_root(self.storage_root, encoder_name, dataset, output),
+                            encoder_fingerprint)
+
+    def plan(self, encoder_name: str, dataset: str, encoder_fingerprint: str,  # type: ignore[override]
+             output: str = "pooled") -> StorePlan:
+        store = self.open(encoder_name, dataset, encoder_fingerprint, output)
+        return StorePlan(encoder_fingerprint, store.root, store.manifest() is not None)
+
+    def read(self, plan: StorePlan) -> dict[str, Any] | None:
+        data = FeatureStore(plan.path, plan.fingerprint).manifest()
+        return None if data is None else {**data, "path": str(plan.path), "computed": False}
+
+    def shard_names(self) -> set[str]:
+        """File names of every shard under ``features/`` (``tinyemo gc`` keeps the cached results naming
+        one)."""
+        return {p.name for p in self.root.glob("*/*/part-*")}
+
+    def entries(self):
+        for store in subdirs(self.root, "*/*"):
+            meta = read_json(store / MANIFEST)
+            fp = (meta or {}).get("encoder_fingerprint")
+            yield entry(self.kind, f"{store.parent.name}/{store.name}", store, meta, fp)

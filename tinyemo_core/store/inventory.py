@@ -1,66 +1,52 @@
-"""What is in a store root: every manifest, feature store, label table and run, complete or not."""
+"""What is in a store root: every store of every kind, complete or not (``tinyemo status``, ``tinyemo gc``).
+
+Each store kind lists its own stores (:meth:`tinyemo_core.store.kind.StoreKind.entries`); this module only
+imports every kind so that all of them are registered, and walks them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from tinyemo_core.provenance import describe
-from tinyemo_core.store.atomic import read_json
-from tinyemo_core.store.evaluations import PREFIX, evaluation_complete, list_evaluations
-from tinyemo_core.store.runs import list_runs, parse_run_name, run_complete
+# every store kind registers itself when its module is imported
+from tinyemo_core.store import (  # noqa: F401
+    activations,
+    answers,
+    backbones,
+    demo_data,
+    emotic,
+    evaluations,
+    experiments,
+    features,
+    finetune,
+    generations,
+    instructions,
+    labels,
+    manifests,
+    models,
+    reasoning,
+    runs,
+    splits,
+)
+from tinyemo_core.store.kind import StoreEntry, StoreKind, all_markers, store_kinds, tree_size
+
+__all__ = ["StoreEntry", "all_markers", "inventory", "kinds", "tree_size"]
+
+#: the kinds ``tinyemo status`` lists first (the projector chain), in this order; the others follow by name
+_FIRST = ("manifest", "features", "labels", "run", "evaluation")
 
 
-@dataclass
-class StoreEntry:
-    kind: str
-    name: str
-    path: Path
-    complete: bool
-    rows: int | None
-    size_bytes: int
-    fingerprint: str | None
-    produced_by: str = ""
+def kinds() -> list[type[StoreKind]]:
+    """Every store kind, the projector chain first."""
+    order = {k: i for i, k in enumerate(_FIRST)}
+    return sorted(store_kinds(), key=lambda k: (order.get(k.kind, len(order)), k.kind))
 
 
-def tree_size(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder."""
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _entry(kind: str, name: str, path: Path, meta: dict | None, fingerprint: str | None, complete=None):
-    """An entry whose completion marker is ``meta`` (None: incomplete) unless ``complete`` says otherwise."""
-    meta_d = meta or {}
-    done = meta is not None if complete is None else complete
-    by = describe(meta_d.get("produced_by"))
-    return StoreEntry(kind, name, path, done, meta_d.get("rows"), tree_size(path), fingerprint, by)
-
-
-def _dirs(folder: Path, pattern: str) -> Iterator[Path]:
-    return (p for p in sorted(folder.glob(pattern)) if p.is_dir() and not p.name.startswith("."))
-
-
-def inventory(root: Path) -> list[StoreEntry]:
-    """List the stores under ``root`` (a store without its completion marker is reported incomplete)."""
+def inventory(root: Path, only: set[str] | None = None) -> list[StoreEntry]:
+    """List the stores under ``root`` (a store without its completion marker is reported incomplete);
+    ``only``: these kinds."""
     out: list[StoreEntry] = []
-    for path in sorted((root / "manifests").glob("*/*.parquet")):
-        meta = read_json(path.with_suffix(".json"))
-        out.append(_entry("manifest", path.parent.name, path, meta, path.stem))
-    for store in _dirs(root / "features", "*/*"):
-        meta = read_json(store / "_manifest.json")
-        fp = (meta or {}).get("encoder_fingerprint")
-        out.append(_entry("features", f"{store.parent.name}/{store.name}", store, meta, fp))
-    for path in sorted((root / "labels").glob("*/*.parquet")):
-        out.append(_entry("labels", path.parent.name, path, read_json(path.with_suffix(".json")), path.stem))
-    for run in list_runs(root):
-        meta = {"produced_by": read_json(run / "provenance.json")}
-        fingerprint = parse_run_name(run).fingerprint
-        out.append(_entry("run", run.name, run, meta, fingerprint, complete=run_complete(run)))
-        for ev in list_evaluations(run):
-            meta = {"produced_by": read_json(ev / "provenance.json")}
-            out.append(_entry("evaluation", f"{run.name}/{ev.name}", ev, meta, ev.name.removeprefix(PREFIX),
-                              complete=evaluation_complete(ev)))
+    for kind in kinds():
+        if only is None or kind.kind in only:
+            out.extend(kind(Path(root)).entries())
     return out

@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from tinyemo_core.fingerprint import stable_hash, step_fingerprint
 from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import read_json, write_json, write_parquet
+from tinyemo_core.store.kind import StoreKind, entry
+from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.vectors import binary_vector_array, column_to_numpy, vector_metadata
 
 
@@ -95,3 +97,36 @@ def label_table_summary(path: Path) -> dict | None:
 def vocabulary_table_path(store_root: Path, backbone: str, backbone_fingerprint: str) -> Path:
     """The whole-vocabulary table of one backbone (TinyEmo §IV-G token probing)."""
     return label_table_path(store_root, backbone, "vocab-" + stable_hash("vocabulary", backbone_fingerprint))
+
+
+class LabelStore(StoreKind):
+    """Label and vocabulary tables per backbone; the ``.json`` summary next to a table is its marker."""
+
+    kind = "labels"
+    folder = "labels"
+
+    def plan(self, backbone: str, fingerprint: str) -> StorePlan:  # type: ignore[override]
+        path = label_table_path(self.storage_root, backbone, fingerprint)
+        return StorePlan(fingerprint, path, label_table_complete(path))
+
+    def plan_vocabulary(self, backbone: str, backbone_fingerprint: str) -> StorePlan:
+        path = vocabulary_table_path(self.storage_root, backbone, backbone_fingerprint)
+        return StorePlan(backbone_fingerprint, path, label_table_complete(path))
+
+    def complete(self, path: Path) -> bool:
+        return label_table_complete(path)
+
+    def read(self, plan: StorePlan) -> dict | None:
+        """The embed-labels descriptor of a complete table (what the stage returns)."""
+        summary = label_table_summary(plan.path)
+        if summary is None:
+            return None
+        return {"table": str(plan.path), "fingerprint": plan.fingerprint, "computed": False, **summary}
+
+    def tables(self, backbone: str) -> list[Path]:
+        """Every label table file of one backbone (complete or not), sorted."""
+        return sorted((self.root / backbone).glob("*.parquet"))
+
+    def entries(self):
+        for path in sorted(self.root.glob("*/*.parquet")):
+            yield entry(self.kind, path.parent.name, path, read_json(path.with_suffix(".json")), path.stem)

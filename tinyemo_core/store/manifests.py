@@ -9,6 +9,7 @@ manifest without hashing a single image; a touched file makes a new manifest.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,33 @@ import pyarrow.parquet as pq
 from tinyemo_core.fingerprint import stable_hash, step_fingerprint
 from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import read_json, write_json, write_parquet
+from tinyemo_core.store.kind import StoreKind, entry
+from tinyemo_core.store.plan import StorePlan
+
+#: the scope (e.g. a root flow-run id) within which a dataset tree is walked at most once; None: no memo
+walk_scope: ContextVar[str | None] = ContextVar("tinyemo_walk_scope", default=None)
+_walks: dict[tuple[str, str], str] = {}
+_MAX_WALKS = 4096
 
 
 def listing_hash(root: Path) -> str:
-    """Hash of the relative path, size and mtime of every file below ``root`` (sorted)."""
+    """Hash of the relative path, size and mtime of every file below ``root`` (sorted); memoised per
+    :data:`walk_scope` (one flow run walks each dataset tree once)."""
     if not root.exists():
         raise FileNotFoundError(f"dataset root {root} does not exist; check `root` in flows.yaml")
+    scope = walk_scope.get()
+    key = (scope or "", str(Path(root).resolve()))
+    if scope is not None and key in _walks:
+        return _walks[key]
+    digest = _walk(root)
+    if scope is not None:
+        if len(_walks) >= _MAX_WALKS:
+            _walks.clear()
+        _walks[key] = digest
+    return digest
+
+
+def _walk(root: Path) -> str:
     entries = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -82,3 +104,29 @@ def read_summary(path: Path) -> dict[str, Any]:
     if data is None:
         raise FileNotFoundError(f"manifest {path} is incomplete; rerun ingest")
     return data
+
+
+class ManifestStore(StoreKind):
+    """One manifest per (dataset, fingerprint); the summary JSON next to the table is the marker."""
+
+    kind = "manifest"
+    folder = "manifests"
+
+    def plan(self, dataset: str, fingerprint: str) -> StorePlan:  # type: ignore[override]
+        path = manifest_path(self.storage_root, dataset, fingerprint)
+        return StorePlan(fingerprint, path, manifest_complete(path))
+
+    def complete(self, path: Path) -> bool:
+        return manifest_complete(path)
+
+    def read(self, plan: StorePlan) -> dict[str, Any] | None:
+        """The ingest descriptor of a complete manifest (what the ingest stage returns)."""
+        summary = read_json(plan.path.with_suffix(".json")) if plan.path.exists() else None
+        if summary is None:
+            return None
+        return {"dataset": plan.path.parent.name, "manifest": str(plan.path), "fingerprint": plan.fingerprint,
+                "computed": False, **summary}
+
+    def entries(self):
+        for path in sorted(self.root.glob("*/*.parquet")):
+            yield entry(self.kind, path.parent.name, path, read_json(path.with_suffix(".json")), path.stem)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyemo_core.store.atomic import read_json
+from tinyemo_core.store.kind import PROVENANCE, StoreKind, entry, read_provenance
 from tinyemo_core.store.plan import StorePlan
 
 RUNS = "runs"
 METRICS = "metrics.json"
+CONFIG = "config.json"
 SEPARATOR = "__"
 
 
@@ -55,7 +57,7 @@ def read_metrics(run: Path) -> dict | None:
 
 def read_run_config(run: Path) -> dict | None:
     """The run's ``config.json`` (model dimensions, parameter count, training spec), or None."""
-    return read_json(Path(run) / "config.json")
+    return read_json(Path(run) / CONFIG)
 
 
 def run_complete(run: Path) -> bool:
@@ -116,3 +118,41 @@ def resolve_run(run: str, storage_root: Path) -> Path:
     known = [p.name for p in list_runs(storage_root)]
     raise FileNotFoundError(f"run {run!r} not found (neither a folder nor under {runs_root(storage_root)}); "
                             f"known runs: {', '.join(known) or 'none'}; or pass --run latest")
+
+
+def run_summary(metrics: dict | None) -> dict:
+    """The headline numbers of a run's metrics.json: best epoch, its val accuracy, epochs, samples/s."""
+    metrics = metrics or {}
+    epochs = metrics.get("epochs") or []
+    out = {k: metrics[k] for k in ("best_epoch", "best_val_acc") if isinstance(metrics.get(k), int | float)}
+    if epochs:
+        out["epochs"] = len(epochs)
+        out["samples_per_s"] = round(sum(e.get("samples_per_s", 0.0) for e in epochs) / len(epochs), 1)
+        out["final_train_loss"] = round(epochs[-1].get("train_loss", float("nan")), 4)
+    return out
+
+
+class RunStore(StoreKind):
+    """Projector runs; ``metrics.json`` with ``"done": true`` is the marker (written last by training)."""
+
+    kind = "run"
+    folder = RUNS
+    markers = (METRICS, PROVENANCE)
+
+    def plan(self, encoder_name: str, backbone_name: str, fingerprint: str) -> StorePlan:  # type: ignore[override]
+        return plan_run(self.storage_root, encoder_name, backbone_name, fingerprint)
+
+    def complete(self, path: Path) -> bool:
+        return run_complete(path)
+
+    def read(self, plan: StorePlan) -> dict | None:
+        """The train-projector descriptor of a finished run (what the training stage returns)."""
+        if not run_complete(plan.path):
+            return None
+        return {"run_dir": str(plan.path), "computed": False, **run_summary(read_metrics(plan.path))}
+
+    def entries(self):
+        for run in list_runs(self.storage_root):
+            meta = {"produced_by": read_provenance(run)}
+            yield entry(self.kind, run.name, run, meta, parse_run_name(run).fingerprint,
+                        complete=run_complete(run))

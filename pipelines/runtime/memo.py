@@ -1,0 +1,53 @@
+"""What one command computes once: the resolved config, and each dataset tree's listing per flow run.
+
+- :func:`load_config_once`: ``load_config`` memoised by (config file, profile, overrides), valid while the
+  config file and the store root's ``backbones.yaml`` keep their size and mtime, so the CLI and every
+  (sub)flow of one command share one validated config.
+- :func:`walk_once_per_flow_run`: scopes :func:`tinyemo_core.store.manifests.listing_hash` to the root flow
+  run, so a flow run (subflows included) walks and stats each dataset tree at most once.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from tinyemo_core.config import RunConfig, load_config
+from tinyemo_core.store.backbones import registry_path
+from tinyemo_core.store.manifests import walk_scope
+
+_configs: dict[tuple, tuple[tuple, RunConfig]] = {}
+_lock = threading.Lock()
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def load_config_once(config: str | Path, profile: str, overrides: list[str] | None = None) -> RunConfig:
+    """``load_config`` once per (file, profile, overrides) while neither file changes."""
+    path = Path(config).resolve()
+    key = (str(path), profile, tuple(overrides or []))
+    with _lock:
+        hit = _configs.get(key)
+    if hit is not None:
+        stamp, cfg = hit
+        if stamp == (_stat(path), _stat(registry_path(cfg.storage_root))):
+            return cfg
+    cfg = load_config(path, profile, list(overrides or []))
+    with _lock:
+        _configs[key] = ((_stat(path), _stat(registry_path(cfg.storage_root))), cfg)
+    return cfg
+
+
+def walk_once_per_flow_run() -> None:
+    """Inside a flow run: memoise dataset listings for the rest of the root flow run (subflows included)."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.root_flow_run_id or flow_run.id
+    if run_id and walk_scope.get() != str(run_id):
+        walk_scope.set(str(run_id))

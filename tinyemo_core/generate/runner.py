@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .backends import Generator, RequestFailed
 from .cache import GenerationCache, request_key
 from .chains import Chain, render
 from .spec import GenerationSpec
-from .validate import placeholder_detail, validate_answer
+from .validate import REQUEST_REASONS, export_blocker, validate_answer
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -120,7 +122,7 @@ async def run_chains(
             retry = (
                 rec is not None
                 and rec["status"] != "ok"
-                and (spec.retry_failed or rec["reason"] == "request_error")
+                and (spec.retry_failed or rec["reason"] in REQUEST_REASONS)
             )
             if rec is None or retry:
                 attempt = rec["attempt"] + 1 if rec else 0
@@ -175,20 +177,36 @@ async def _request(
     except RequestFailed as exc:
         return rec | {
             "status": "failed",
-            "reason": "request_error",
+            "reason": exc.reason,
             "detail": str(exc),
             "text": "",
             "finish_reason": "",
             "prompt_tokens": 0,
             "completion_tokens": 0,
         }
-    verdict = validate_answer(kind, ans, spec.validation)
+    verdict = validate_answer(kind, ans, spec.validation, req.sampling.max_tokens)
     return rec | {
         "status": "ok" if verdict is None else "failed",
         "reason": verdict[0] if verdict else None,
         "detail": verdict[1] if verdict else None,
         **ans.model_dump(),
     }
+
+
+def run_sync(generator: Generator, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work()`` in a fresh event loop and close the generator's client in that same loop.
+
+    The one way synchronous code talks to a generator: an HTTP client (and its keep-alive connections)
+    lives for exactly one loop; the generator reopens a client in the next loop that uses it.
+    """
+
+    async def main() -> T:
+        try:
+            return await work()
+        finally:
+            await generator.aclose()
+
+    return asyncio.run(main())
 
 
 def run_generation(
@@ -198,15 +216,14 @@ def run_generation(
     store_root: str | Path,
     progress: Callable[[Progress], None] | None = None,
 ) -> RunReport:
-    """Synchronous wrapper around :func:`run_chains` (closes the generator afterwards)."""
+    """Synchronous :func:`run_chains` (:func:`run_sync`: its own loop, client closed afterwards)."""
+    return run_sync(generator, lambda: run_chains(chains, generator, spec, store_root, progress=progress))
 
-    async def main() -> RunReport:
-        try:
-            return await run_chains(chains, generator, spec, store_root, progress=progress)
-        finally:
-            await generator.aclose()
 
-    return asyncio.run(main())
+def health_sync(generator: Generator) -> str:
+    """Health-check the generator in its own loop (client closed afterwards); return its fingerprint."""
+    run_sync(generator, generator.health)
+    return generator.fingerprint
 
 
 @dataclass
@@ -230,8 +247,8 @@ def collect(
             rec = caches[chain.row.dataset].get(
                 request_key(fingerprint, chain.row.image_id, render(chain, i, texts, spec))
             )
-            if rec is not None and rec["status"] == "ok" and placeholder_detail(rec["text"]):
-                rec = {**rec, "status": "failed", "reason": "placeholder"}  # cached before that check
+            if rec is not None and rec["status"] == "ok" and (bad := export_blocker(rec["text"])):
+                rec = {**rec, "status": "failed", "reason": bad[0]}  # cached before that check
             if rec is None or rec["status"] != "ok":
                 status, reason = ("missing", None) if rec is None else ("failed", rec["reason"])
                 break

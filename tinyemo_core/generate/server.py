@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +53,17 @@ class ChatCompletionBody(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = None
+    stream: bool | None = False
+    n: int | None = Field(1, ge=1)
+
+
+def unsupported(body: ChatCompletionBody) -> str | None:
+    """What this server cannot honour in ``body`` (answered with HTTP 400, never silently ignored)."""
+    if body.stream:
+        return "stream: true is not supported by this server; send stream: false (one JSON response)"
+    if (body.n or 1) > 1:
+        return f"n={body.n} is not supported by this server (one choice per request); send n: 1"
+    return None
 
 
 def _to_request(body: ChatCompletionBody) -> tuple[ChatRequest, Image.Image | None]:
@@ -86,6 +98,13 @@ def create_app(generator: TransformersGenerator, served_name: str | None = None)
     """FastAPI app serving ``generator`` under the OpenAI chat-completions API."""
     name = served_name or generator.name
     app = FastAPI(title="tinyemo generator")
+
+    @app.exception_handler(HTTPException)
+    def openai_error(_request: Any, exc: HTTPException) -> JSONResponse:
+        """Errors in the OpenAI shape (``{"error": {"message": ...}}``), which its clients display."""
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return JSONResponse({"error": {"message": exc.detail, "type": kind, "param": None,
+                                       "code": exc.status_code}}, status_code=exc.status_code)
     stats: dict[str, Any] = {"chat_completions": 0, "digests": []}
     lock = threading.Lock()
 
@@ -116,6 +135,8 @@ def create_app(generator: TransformersGenerator, served_name: str | None = None)
     def chat(body: ChatCompletionBody) -> dict:  # sync: FastAPI runs it in its thread pool
         if body.model != name:
             raise HTTPException(404, f"model {body.model!r} not served; this server serves {name!r}")
+        if (problem := unsupported(body)) is not None:
+            raise HTTPException(400, problem)
         request, image = _to_request(body)
         answer = generator.generate_sync(request, image=image)
         digest = hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()

@@ -71,18 +71,9 @@ def model_fingerprint(spec: EvaluateGeneratedSpec) -> str:
     """The evaluated model's identity without loading it (a folder is hashed; an endpoint is asked)."""
     if spec.resolved_backend() == "transformers":
         return local_model_fingerprint(spec.model, chat_format="auto", dtype=spec.dtype)
-    import asyncio
+    from tinyemo_core.generate.runner import health_sync
 
-    gen = make_generator(spec)
-
-    async def ask() -> str:
-        try:
-            await gen.health()
-            return gen.fingerprint
-        finally:
-            await gen.aclose()
-
-    return asyncio.run(ask())
+    return health_sync(make_generator(spec))  # its own loop; the client is closed in it
 
 
 def templates(spec: EvaluateGeneratedSpec) -> list[str]:
@@ -115,7 +106,11 @@ def plan(
     model_fp = model_fingerprint(spec)
     fp = fingerprint(spec, model_fp, {n: manifests[n] for n in names if n in manifests}, roles,
                      _encoder_fp(encoder) if spec.clipscore else None)
-    name = Path(spec.model).name if spec.resolved_backend() == "transformers" else spec.model
+    from tinyemo_core.generate.backends.openai_http import served_model_name
+
+    # the same folder name evaluate_generated() writes (generator_dir): a served id may contain "/"
+    local = spec.resolved_backend() == "transformers"
+    name = Path(spec.model).name if local else served_model_name(spec.model)
     out = generated_evaluation_dir(storage_root, f"{name}-{model_fp[:8]}", fp)
     return StorePlan(fp, out, evaluation_complete(out))
 
@@ -134,7 +129,7 @@ def evaluate_generated(
     title: str | None = None,
 ) -> dict[str, Any]:
     """Ask, read and score; returns {"report_dir", "computed", "summary", "generation", "files"}."""
-    from tinyemo_core.generate.runner import collect, generator_dir, run_generation
+    from tinyemo_core.generate.runner import collect, generator_dir, health_sync, run_generation
 
     names = list(spec.datasets) or list(datasets)
     unknown = [n for n in names if n not in datasets or n not in manifests]
@@ -168,9 +163,8 @@ def evaluate_generated(
         else {}
     )
 
-    import asyncio
-
-    asyncio.run(gen.health())
+    _refuse_served_likelihood(spec, gen)
+    health_sync(gen)  # one loop per call, client closed in it: run_generation below opens its own
     fp = fingerprint(
         spec,
         gen.fingerprint,
@@ -326,6 +320,17 @@ def _score_emotic(items, cats, answers, scale, rows, name, instr) -> dict[str, A
         for it, a, p in zip(items, answers, predicted, strict=True)
     ]
     return out
+
+
+def _refuse_served_likelihood(spec: EvaluateGeneratedSpec, gen: Any) -> None:
+    """Likelihood mAP scores every category's log-probability with the model in process; a served model
+    cannot do that through the chat API, so the combination is refused before anything is sent."""
+    explicit = "likelihood_map" in spec.model_fields_set  # the default (True) means "when in process"
+    if spec.recipe == "llava-emotic" and spec.likelihood_map and explicit and not hasattr(gen, "processor"):
+        raise ValueError(
+            "evaluate_generated.likelihood_map needs the model in process (a saved folder as "
+            f"evaluate_generated.model); {spec.model!r} is served over HTTP: set likelihood_map: false"
+        )
 
 
 def _likelihood_map(gen, spec, items, cats, template) -> float:

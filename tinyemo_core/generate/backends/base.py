@@ -16,7 +16,15 @@ class GeneratorUnavailable(RuntimeError):
 
 
 class RequestFailed(RuntimeError):
-    """A request failed after all retries (the runner records it as a failure with this message)."""
+    """A request failed (after the retries that could help); the runner records ``reason`` and the message.
+
+    Reasons (docs/generation.md): ``connection``, ``timeout``, ``http_status``, ``bad_json``, ``bad_shape``,
+    ``special_token``, ``too_long``; ``request_error`` for anything else.
+    """
+
+    def __init__(self, message: str, reason: str = "request_error") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Turn(BaseModel):

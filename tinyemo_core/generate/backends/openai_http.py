@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -13,6 +14,7 @@ from tinyemo_core.identity import hash_json, served_identity
 
 from ..bunny.image import square_png_data_url
 from ..spec import GenerationSpec
+from ..validate import hostile_detail
 from .base import Answer, ChatRequest, GeneratorUnavailable, RequestFailed, image_data_url
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -41,6 +43,11 @@ def to_openai_messages(request: ChatRequest, pad_fill: tuple[int, ...] | None = 
     return messages
 
 
+def served_model_name(model: str) -> str:
+    """The store-folder name of a served model id (``org/name`` -> ``name``; safe characters only)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", model.strip("/").split("/")[-1])
+
+
 class OpenAIHTTPGenerator:
     """Async client with bounded concurrency, timeouts and retries (exponential backoff + full jitter)."""
 
@@ -60,21 +67,42 @@ class OpenAIHTTPGenerator:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.name = re.sub(r"[^A-Za-z0-9._-]+", "-", model.strip("/").split("/")[-1])
+        self.name = served_model_name(model)
         self.model_revision = model_revision
         self.pad_fill = tuple(pad_to_square) if pad_to_square else None
         self.max_retries = max_retries
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
-        self._sem = asyncio.Semaphore(max_concurrency)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
-        )
+        self.max_concurrency = max_concurrency
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        # One client per event loop (httpx pools keep-alive connections bound to the loop that opened them):
+        # created on first use inside a loop, closed by aclose(); a later loop gets a fresh one.
+        self._client: httpx.AsyncClient | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._fingerprint: str | None = None
         self.retries_done = 0
+
+    def _http(self) -> httpx.AsyncClient:
+        """The client of the running event loop (opened here on first use in that loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.is_closed or self._loop is not loop:
+            if self._client is not None and not self._client.is_closed and self._loop is not None:
+                if not self._loop.is_closed():  # still usable there: the caller forgot aclose(), not us
+                    raise RuntimeError(
+                        "OpenAIHTTPGenerator used from a second event loop while its client is open in "
+                        "another; await generator.aclose() in the first loop (runner.run_sync does)"
+                    )
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=self._headers,
+                timeout=self._timeout,
+                limits=httpx.Limits(
+                    max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+                ),
+            )
+            self._sem, self._loop = asyncio.Semaphore(self.max_concurrency), loop
+        return self._client
 
     @classmethod
     def from_spec(cls, spec: GenerationSpec) -> OpenAIHTTPGenerator:
@@ -100,7 +128,7 @@ class OpenAIHTTPGenerator:
     async def health(self) -> None:
         """``GET /v1/models``; the served model must be listed. Sets the fingerprint."""
         try:
-            resp = await self._client.get("/models")
+            resp = await self._http().get("/models")
         except httpx.HTTPError as exc:
             raise GeneratorUnavailable(
                 f"no OpenAI-compatible server at {self.base_url} ({exc!r}); start one, e.g. "
@@ -112,7 +140,13 @@ class OpenAIHTTPGenerator:
             raise GeneratorUnavailable(
                 f"{self.base_url}/models answered HTTP {resp.status_code}: {resp.text[:200]}"
             )
-        models = {m.get("id"): m for m in resp.json().get("data", [])}
+        try:
+            listed = resp.json().get("data", [])
+            models = {m.get("id"): m for m in listed if isinstance(m, dict)}
+        except (ValueError, AttributeError) as exc:
+            raise GeneratorUnavailable(
+                f"{self.base_url}/models did not answer an OpenAI model list ({resp.text[:200]!r})"
+            ) from exc
         if self.model not in models:
             raise GeneratorUnavailable(
                 f"model {self.model!r} is not served at {self.base_url}; served: {sorted(models)}"
@@ -136,39 +170,79 @@ class OpenAIHTTPGenerator:
         }
 
     async def generate(self, request: ChatRequest) -> Answer:
-        """POST ``/chat/completions``; retries 408/409/429/5xx and connection errors, honours Retry-After."""
+        """POST ``/chat/completions``. Retried (backoff + full jitter, Retry-After honoured): connection
+        errors, timeouts, HTTP 408/409/429/5xx, a 200 whose body is not JSON or not a chat completion.
+        Not retried: other 4xx, answers with chat-template special tokens or longer than ``max_tokens``
+        allows. Every failure raises :class:`RequestFailed` with a reason (docs/generation.md)."""
         payload = await asyncio.to_thread(self._payload, request)  # file read + base64 off the event loop
+        client = self._http()
+        assert self._sem is not None
+        max_tokens = request.sampling.max_tokens
         async with self._sem:
             for attempt in range(self.max_retries + 1):
                 delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * random.random()
                 try:
-                    resp = await self._client.post("/chat/completions", json=payload)
-                except (httpx.TransportError, httpx.TimeoutException) as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                    resp = await client.post("/chat/completions", json=payload)
+                except httpx.TimeoutException as exc:
+                    reason, error = "timeout", f"{type(exc).__name__}: {exc}"
+                except httpx.TransportError as exc:
+                    reason, error = "connection", f"{type(exc).__name__}: {exc}"
                 else:
                     if resp.status_code == 200:
-                        return _parse(resp.json())
-                    error = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                    if resp.status_code not in RETRY_STATUS:
-                        raise RequestFailed(error)
-                    retry_after = resp.headers.get("retry-after", "")
-                    if retry_after.replace(".", "", 1).isdigit():
-                        delay = min(self.backoff_max_s, float(retry_after))
+                        try:
+                            answer = parse_completion(resp.content)
+                        except RequestFailed as exc:
+                            reason, error = exc.reason, str(exc)
+                        else:
+                            check_answer(answer, max_tokens)  # raises: retrying a greedy answer repeats it
+                            return answer
+                    else:
+                        reason, error = "http_status", f"HTTP {resp.status_code}: {resp.text[:300]}"
+                        if resp.status_code not in RETRY_STATUS:
+                            raise RequestFailed(error, reason)
+                        retry_after = resp.headers.get("retry-after", "")
+                        if retry_after.replace(".", "", 1).isdigit():
+                            delay = min(self.backoff_max_s, float(retry_after))
                 if attempt < self.max_retries:
                     self.retries_done += 1
                     await asyncio.sleep(delay)
-        raise RequestFailed(f"gave up after {self.max_retries + 1} attempts; last error: {error}")
+        raise RequestFailed(f"gave up after {self.max_retries + 1} attempts; last error: {error}", reason)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Close this loop's client (idempotent); the generator stays usable from a later event loop."""
+        client, self._client, self._sem, self._loop = self._client, None, None, None
+        if client is not None:
+            await client.aclose()
 
 
-def _parse(body: dict) -> Answer:
-    choice = body["choices"][0]
-    usage = body.get("usage") or {}
-    return Answer(
-        text=choice["message"].get("content") or "",
-        finish_reason=choice.get("finish_reason") or "stop",
-        prompt_tokens=usage.get("prompt_tokens") or 0,
-        completion_tokens=usage.get("completion_tokens") or 0,
-    )
+def parse_completion(raw: bytes) -> Answer:
+    """A chat-completion body -> :class:`Answer`; :class:`RequestFailed` (``bad_json``/``bad_shape``) for
+    anything else. Unknown extra fields are ignored; absent ``usage`` counts as zero tokens."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestFailed(f"the body is not JSON ({exc}): {raw[:120]!r}", "bad_json") from exc
+    try:
+        choice = body["choices"][0]
+        content = choice["message"]["content"]
+        finish = choice.get("finish_reason") or "stop"
+        usage = body.get("usage") or {}
+        if not isinstance(content, str) or not isinstance(finish, str) or not isinstance(usage, dict):
+            raise TypeError("content/finish_reason must be strings, usage an object")
+        return Answer(
+            text=content,
+            finish_reason=finish,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise RequestFailed(
+            f"not a chat completion ({type(exc).__name__}: {exc}): {raw[:120]!r}", "bad_shape"
+        ) from exc
+
+
+def check_answer(answer: Answer, max_tokens: int) -> None:
+    """Raise :class:`RequestFailed` for an answer no well-behaved server sends for this request."""
+    verdict = hostile_detail(answer.text, answer.completion_tokens, max_tokens)
+    if verdict is not None:
+        raise RequestFailed(verdict[1], verdict[0])

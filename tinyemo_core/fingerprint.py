@@ -23,6 +23,7 @@ CODE_VERSIONS: dict[str, str] = {
     "finetune": "1",  # reasoning fine-tuning stages (tinyemo_core/finetune, docs/reasoning.md)
     "reason": "1",  # conditional-reasoning outputs (tinyemo_core/stages/reason.py)
     "label_transfer": "1",  # generalized zero-shot runs, calibration, report (stages/label_transfer.py)
+    "instructions": "1",  # generate-qa exports under instructions/<dataset>/ (stages/instructions.py)
 }
 
 

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import data_fixtures as fx
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from tinyemo_core.config import DatasetSpec, load_config
+from tinyemo_core.data.feature_sources import name_id
 from tinyemo_core.projector.spec import TrainingSpec
 from tinyemo_core.stages import evaluate as ev
 from tinyemo_core.stages import features, ingest, labels, train
-from tinyemo_core.stages.import_features import FeatureImportError, import_features, path_id
+from tinyemo_core.stages.import_features import FeatureImportError, import_features, rekey_store
 from tinyemo_core.store.manifests import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,18 +123,33 @@ def test_missing_files_are_reported_and_left_to_extraction(world, tmp_path: Path
     assert [p.image_ids for p in todo] == [tuple(out["missing_examples"])]  # extraction fills in just that
 
 
-def test_without_images_ids_come_from_paths(world, tmp_path: Path) -> None:
+def test_without_images_ids_come_from_names_then_rekey(world, tmp_path: Path) -> None:
+    """No images: ids from the source's names; when the images arrive the store is re-keyed to the
+    image-content ids with the very same vectors (nothing recomputed)."""
     w = world
-    store = _store(w, "roi-noimg")
-    out = import_features("roi-noimg", w["cache"], store, encoder_name=ENCODER,
+    store = _store(w, "roi", "names-first")
+    out = import_features("roi", w["cache"], store, encoder_name=ENCODER,
                           out_manifest=tmp_path / "roi-noimg.parquet")
-    assert out["id_source"] == "path" and out["imported"] == 20
+    assert out["id_source"] == "name" and out["imported"] == 20
     man = read_manifest(tmp_path / "roi-noimg.parquet")
     assert set(man["split"].to_pylist()) == {"train", "test"}
     assert set(man["label"].to_pylist()) == {"anger", "joy"}
-    assert man["image_id"][0].as_py() == path_id("roi-noimg", man["path"][0].as_py())
-    assert json.loads(man["attributes"][0].as_py()) == {"id_source": "path"}
-    assert store.manifest()["imported"]["id_source"] == "path"
+    first = man.to_pylist()[0]
+    assert first["path"].startswith("anger/") and first["image_id"] == name_id("roi", first["path"])
+    assert json.loads(first["attributes"]) == {"id_source": "name", "source": f"test/{first['path']}.pt"}
+    assert store.manifest()["imported"]["id_source"] == "name"
+    ids, vecs = store.load([name_id("roi", n) for n in man["path"].to_pylist()])
+    before = dict(zip(man["path"].to_pylist(), vecs, strict=True))
+    res = rekey_store("roi", store, Path(w["manifests"]["roi"]))
+    assert res["mapped"] == 20 and res["unmatched"] == 0 and res["missing"] == 0
+    image_rows = read_manifest(Path(w["manifests"]["roi"]), ok_only=True)
+    new_ids, new_vecs = store.load(image_rows["image_id"].to_pylist())
+    for path, vec in zip(image_rows["path"].to_pylist(), new_vecs, strict=True):
+        cls, stem = Path(path).parent.name, Path(path).stem
+        np.testing.assert_array_equal(vec, before[f"{cls}/{stem}"])
+    assert features.plan_shards(Path(w["manifests"]["roi"]), w["specs"]["roi"].root, store, 64) == []
+    mapping = pq.read_table(res["name_map"]).to_pylist()
+    assert {m["name_id"] for m in mapping} == set(ids) and all(m["image_id"] for m in mapping)
 
 
 class _Evil:

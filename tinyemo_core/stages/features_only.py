@@ -111,3 +111,48 @@ def refuse_features_only(datasets: dict[str, DatasetSpec], names: Iterable[str],
             raise NeedsImages(f"{command} needs the images of dataset {name!r}, which has features only "
                               f"(from {spec.features.path if spec.features else '?'}); set "
                               f"datasets.{name}.root to its images")
+
+
+def _generation_datasets(cfg) -> list[str]:
+    gen = cfg.spec.generation
+    return [] if gen is None else (list(gen.datasets) or list(cfg.datasets))
+
+
+def _judged_datasets(cfg) -> list[str]:
+    spec = cfg.spec.evaluate_generated
+    return [] if spec is None else (list(spec.datasets) or list(cfg.datasets))
+
+
+#: flows that read pixels, and which of the profile's datasets they read them from
+PIXEL_FLOWS = {
+    "generate-qa": ("synthetic Q&A generation", _generation_datasets),
+    "finetune-reasoning": ("reasoning fine-tuning", _generation_datasets),
+    "reason": ("conditional reasoning", _generation_datasets),
+    "full-pipeline": ("the reasoning half of full-pipeline", _generation_datasets),
+    "evaluate-generated": ("judging generated answers", _judged_datasets),
+    "emotic-exports": ("red-box exports", lambda cfg: [n for n, s in cfg.datasets.items()
+                                                       if s.layout == "emotic"]),
+}
+
+
+def check_flow(cfg, flow: str) -> None:
+    """Refuse (one line, :class:`NeedsImages`) a flow that needs the pixels of a features-only dataset, or
+    features of an encoder its source did not use."""
+    if flow != "import-features":
+        for name, spec in cfg.datasets.items():
+            check_encoder(name, spec, cfg.encoder_name)
+    if flow in PIXEL_FLOWS:
+        what, datasets_of = PIXEL_FLOWS[flow]
+        refuse_features_only(cfg.datasets, datasets_of(cfg), f"{flow} ({what})")
+
+
+def check_source(spec: DatasetSpec) -> list[str]:
+    """What a features-only dataset's source lacks (cheap: no vector read); empty when it looks right."""
+    src = spec.features
+    if src is None:
+        return []
+    problems = [f"feature source {p} does not exist" for p in (src.path, src.table, src.split_file)
+                if p is not None and not Path(p).exists()]
+    if not problems and Path(src.path).suffix.lower() == ".npy" and src.table is None:
+        problems.append(f"feature source {src.path} is a .npy without its rows table (features.table)")
+    return problems

@@ -15,18 +15,21 @@ def test_category_scores_equal_single_sequence_log_likelihood(tmp_path):
     img = Image.fromarray((np.random.RandomState(0).rand(32, 32, 3) * 255).astype("uint8"))
     cats = ["happiness", "doubt/confusion", "peace"]
     scores = category_log_likelihoods(
-        gen.model, gen.processor, "Which emotions?", img, cats, answer_prefix="Emotions:"
+        gen.model, gen.processor, "Which emotions?", img, cats, answer_prefix="Emotions: "
     )
     assert scores.shape == (3,) and np.all(scores < 0)
-    base = prompt_inputs(gen.processor, "Which emotions?", img, "Emotions:")
+    base = prompt_inputs(gen.processor, "Which emotions?", img)
+    head = gen.tokenizer(" Emotions:", add_special_tokens=False).input_ids
     for c, s in zip(cats, scores, strict=True):
-        ids = gen.tokenizer(c, add_special_tokens=False).input_ids
-        full = torch.cat([base["input_ids"], torch.tensor([ids])], dim=1)
+        answer = gen.tokenizer(" Emotions: " + c, add_special_tokens=False).input_ids  # as training tokenises
+        assert answer[: len(head)] == head
+        ids = answer[len(head):]
+        full = torch.cat([base["input_ids"], torch.tensor([head + ids])], dim=1)
         with torch.inference_mode():
             logits = gen.model(
                 input_ids=full, attention_mask=torch.ones_like(full), pixel_values=base["pixel_values"]
             ).logits
         logp = torch.log_softmax(logits.float(), -1)[0]
-        n = base["input_ids"].shape[1]
+        n = base["input_ids"].shape[1] + len(head)
         manual = sum(float(logp[n + k - 1, t]) for k, t in enumerate(ids))
         assert s == pytest.approx(manual, abs=1e-4)

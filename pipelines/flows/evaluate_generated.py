@@ -48,6 +48,10 @@ def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overri
     if spec is None:
         raise ValueError(f"profile {cfg.profile!r} has no evaluate_generated: block in {cfg.config_path} "
                          "(see docs/judging.md)")
+    from pipelines.flows.reasoning import TRAINED_MODELS, trained_model
+
+    if spec.model in TRAINED_MODELS:  # the profile's own fine-tuned model (docs/judging.md)
+        spec = spec.model_copy(update={"model": str(trained_model(cfg, spec.model))})
     manifest_descs = ensure_manifests(cfg)
     manifests = {n: d["manifest"] for n, d in manifest_descs.items()}
     stores = ensure_features(cfg, manifest_descs) if spec.clipscore else None

@@ -197,6 +197,26 @@ def _profile_models(cfg: RunConfig, spec, manifests: dict[str, dict]) -> tuple[P
             finetune_store.model_dir(normal.path) if normal is not None and normal.complete else None)
 
 
+TRAINED_MODELS = ("trained", "normal")  # evaluate_generated.model keywords (docs/judging.md)
+
+
+def trained_model(cfg: RunConfig, which: str = "trained") -> Path:
+    """``evaluate_generated.model: trained``: the profile's own fine-tuned model (tinyemo: the stage-2 model
+    by plan, never Fig. 9's normal one; other recipes: the newest finished model of the recipe);
+    ``normal``: TinyEmo Fig. 9's normal model (``reasoning.normal``)."""
+    from tinyemo_core.store.finetune import latest_model
+
+    spec = _spec(cfg)
+    planned = (_profile_models(cfg, spec, ensure_manifests(cfg)) if spec.recipe == "tinyemo"
+               else (None, None))
+    found = planned[1] if which == "normal" else (planned[0] or latest_model(cfg.storage_root, spec.recipe))
+    if found is None:
+        raise FileNotFoundError(f"evaluate_generated.model: {which}, but profile {cfg.profile!r} has no such "
+                                "finished model yet: run `tinyemo run finetune-reasoning` first"
+                                + (" (with reasoning.normal set)" if which == "normal" else ""))
+    return found
+
+
 @task(name="reason", **CACHED)
 @recorded
 def reason_task(key: str, cfg: RunConfig, dataset: str, run_dir: Path, model_dir: Path | None, spec,

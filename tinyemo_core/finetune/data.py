@@ -62,11 +62,15 @@ def encode_conversation(
     labels = [IGNORE] * len(ids)
 
     def user(text: str, prefix: str) -> None:
-        parts = f"{prefix}USER: {text} ASSISTANT:".split(IMAGE_TOKEN)
-        for i, part in enumerate(parts):
-            if i:
-                ids.extend([image_id] * n_image)
-            ids.extend(_ids(tok, part))
+        # the whole turn in one tokenizer call, as the processor tokenises the chat-templated prompt at
+        # inference (CHAT_TEMPLATE renders this exact text), so prompt ids are identical in training,
+        # generation and likelihood scoring; the <image> special token then expands to n_image ids
+        chunk = _ids(tok, f"{prefix}USER: {text} ASSISTANT:")
+        if chunk.count(image_id) != text.count(IMAGE_TOKEN):
+            raise ValueError(f"record {record!r}: the tokenizer splits {IMAGE_TOKEN!r} (add it as a special "
+                             "token)")
+        for t in chunk:
+            ids.extend([image_id] * n_image if t == image_id else [t])
         labels.extend([IGNORE] * (len(ids) - len(labels)))
 
     for i, text in enumerate(turns):

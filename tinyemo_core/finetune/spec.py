@@ -51,6 +51,9 @@ class TrainArgs(BaseModel):
     gradient_checkpointing: bool = False
     lora: LoraSpec | None = None
     deepspeed: str | None = None  # path to a ZeRO json, passed to TrainingArguments
+    # a loadable model (+ processor) after every epoch under <stage>/epochs/epoch-<k>/, to judge each epoch
+    # (LLaVA on EMOTIC: "highest mAP ... on the sixth epoch"); costs one model's disk space per epoch
+    save_epoch_models: bool = False
 
 
 class TinyModelSpec(BaseModel):

@@ -1,7 +1,8 @@
 """Teacher-forced category scores: log P(category name | image, prompt, answer prefix) from a HF VLM.
 
-One forward pass per sample: the prompt (with its image) is tokenised once by the processor, each category
-name's tokens are appended to it, and the C sequences go through the model as one batch (right padding).
+One forward pass per sample: the prompt (with its image) is tokenised once by the processor (the chat
+template the model was trained with), the answer prefix and each category name's tokens are appended to it,
+and the C sequences go through the model as one batch (right padding).
 A category's score is the sum of its tokens' log-probabilities (``mean=True``: per-token mean, which does
 not favour short names). These graded scores make EMOTIC average precision meaningful where a generated list
 only gives 0/1 scores (docs/judging.md, "mAP").
@@ -15,11 +16,31 @@ from typing import Any
 import numpy as np
 
 
-def prompt_inputs(processor: Any, prompt: str, image: Any, answer_prefix: str = "") -> dict:
-    """Processor inputs of the chat prompt (image first in the user turn) followed by ``answer_prefix``."""
+def prompt_inputs(processor: Any, prompt: str, image: Any) -> dict:
+    """Processor inputs of the chat prompt (image first in the user turn), as generation builds them."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + answer_prefix
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return dict(processor(images=[image], text=text, return_tensors="pt", add_special_tokens=False))
+
+
+def answer_tokens(
+    tok: Any, categories: Sequence[str], answer_prefix: str = ""
+) -> tuple[list[int], list[list[int]]]:
+    """(prefix ids, per-category ids) of the answer slot, tokenised as training tokenises an answer: one
+    string after the prompt, ``" " + answer`` (:func:`tinyemo_core.finetune.data.encode_conversation`). A
+    category's ids are what ``" " + prefix + category`` adds to ``" " + prefix.rstrip()``; for the EMOTIC
+    targets (``Emotions: engagement, ...``) the prefix is ``"Emotions: "`` and each category is scored as the
+    first of the list."""
+    head_text = (" " + answer_prefix.rstrip()) if answer_prefix.strip() else ""
+    head = tok(head_text, add_special_tokens=False).input_ids if head_text else []
+    cats = []
+    for c in categories:
+        full = tok(" " + answer_prefix.lstrip() + c, add_special_tokens=False).input_ids
+        if full[: len(head)] != head or len(full) == len(head):
+            raise ValueError(f"category {c!r}: its tokens after the answer prefix {answer_prefix!r} cannot "
+                             "be separated (the tokenizer merges them across the boundary)")
+        cats.append(full[len(head):])
+    return head, cats
 
 
 def category_log_likelihoods(
@@ -36,13 +57,10 @@ def category_log_likelihoods(
     import torch
 
     tok = processor.tokenizer
-    base = prompt_inputs(processor, prompt, image, answer_prefix)
-    ids = base.pop("input_ids")[0].tolist()
+    base = prompt_inputs(processor, prompt, image)
+    head, cats = answer_tokens(tok, categories, answer_prefix)
+    ids = base.pop("input_ids")[0].tolist() + head
     base.pop("attention_mask", None)
-    cats = [tok(c, add_special_tokens=False).input_ids for c in categories]
-    if any(len(c) == 0 for c in cats):
-        empty = [c for c, t in zip(categories, cats, strict=True) if not t]
-        raise ValueError(f"categories tokenise to nothing: {empty}")
     width = len(ids) + max(len(c) for c in cats)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     input_ids = torch.full((len(cats), width), pad, dtype=torch.long)

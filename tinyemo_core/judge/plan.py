@@ -31,9 +31,10 @@ class EvalItem:
 
 
 def load_items(
-    dataset: str, manifest: Path, root: Path, split: str, max_images: int | None = None
+    dataset: str, manifest: Path, root: Path, split: str | None, max_images: int | None = None
 ) -> tuple[list[EvalItem], list[str]]:
-    """The ``split`` rows that decoded (sorted by image id) and the dataset's label set over all splits."""
+    """The ``split`` rows that decoded (every split when None; sorted by image id) and the dataset's label set
+    over all splits."""
     table = read_manifest(Path(manifest), ok_only=True)
     rows = table.to_pylist()
     has_lists = "labels" in table.column_names
@@ -42,7 +43,7 @@ def load_items(
         | {w for r in rows for w in ((r.get("labels") or []) if has_lists else [])}
     )
     items = []
-    for r in sorted((r for r in rows if r["split"] == split), key=lambda r: r["image_id"]):
+    for r in sorted((r for r in rows if split is None or r["split"] == split), key=lambda r: r["image_id"]):
         path = Path(r["path"])
         path = path if path.is_absolute() else Path(root) / path
         labels = tuple(r.get("labels") or ([r["label"]] if r.get("label") else []))
@@ -57,7 +58,7 @@ def load_items(
         )
         items.append(EvalItem(dataset, r["image_id"], str(path), r.get("label") or labels[0], labels, vad))
     if not items:
-        raise ValueError(f"dataset {dataset!r} has no decodable {split!r} rows in {manifest}")
+        raise ValueError(f"dataset {dataset!r} has no decodable {split or 'any'!r} rows in {manifest}")
     return items[:max_images] if max_images else items, candidates
 
 

@@ -49,6 +49,8 @@ class EvaluateGeneratedSpec(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
     datasets: list[str] = Field(default_factory=list, description="empty = the profile's held-in + zero-shot")
+    # "auto": the images the projector's evaluation scores (held-in: test split; zero-shot: every image when
+    # the dataset's zero_shot_split is "all", else its test split), so both are compared on the same images
     split: str = "test"
     max_images: int | None = Field(None, ge=1, description="per dataset (smoke tests)")
     instructions: list[str] = Field(

@@ -76,6 +76,17 @@ def model_fingerprint(spec: EvaluateGeneratedSpec) -> str:
     return health_sync(make_generator(spec))  # its own loop; the client is closed in it
 
 
+def scored_split(split: str, dataset: DatasetSpec, role: str | None) -> str | None:
+    """Which split's images a dataset is judged on; ``"auto"`` = those the projector's evaluation scores
+    (held-in: "test"; zero-shot: every image (None) when ``zero_shot_split: all``, else "test")."""
+    from tinyemo_core.stages.assemble import EVERY_SPLIT, eval_splits
+
+    if split != "auto":
+        return split
+    splits = eval_splits(dataset, role or "held_in")  # the projector evaluation's own rule
+    return None if splits == EVERY_SPLIT else splits[0]
+
+
 def templates(spec: EvaluateGeneratedSpec) -> list[str]:
     return list(spec.instructions) or [default_instruction(spec.recipe)]
 
@@ -148,8 +159,8 @@ def evaluate_generated(
             items[n], labels[n] = E.person_items(n, read_persons(Path(persons["dir"])).to_pylist(),
                                                  boxes_root(storage_root), spec.split, spec.max_images)
         else:
-            items[n], labels[n] = load_items(n, Path(manifests[n]), datasets[n].root, spec.split,
-                                             spec.max_images)
+            split = scored_split(spec.split, datasets[n], roles.get(n))
+            items[n], labels[n] = load_items(n, Path(manifests[n]), datasets[n].root, split, spec.max_images)
     tmpl = templates(spec)
     chains = {
         (n, instruction_id(t)): chains_for(items[n], t, labels[n], f"eval-{spec.recipe}-{instruction_id(t)}")

@@ -46,7 +46,7 @@ def scoped(cfg: RunConfig | Path, fingerprint: str) -> str:
     return stable_hash(str(root), fingerprint, length=24)
 
 
-def up_to_date(plan: StorePlan, read: Callable[[StorePlan], T | None], task, *, scope: Path,
+def up_to_date(plan: StorePlan, read: Callable[[StorePlan], T | None], task, /, *, scope: Path,
                tags: list[str] | None = None, **kwargs: Any) -> T:
     """Bring one stage up to date: complete -> ``read(plan)`` (no task runs); incomplete (or unreadable) ->
     ``task(key=<the plan's fingerprint scoped to the store root scope>, **kwargs)``, its Prefect cache

@@ -17,6 +17,7 @@ def flows() -> dict[str, Callable]:
     from pipelines.flows.generate_qa import generate_qa_profile
     from pipelines.flows.import_features import import_features
     from pipelines.flows.interpret import bias_report, neuron_ablation, neuron_atlas
+    from pipelines.flows.label_transfer import label_transfer
     from pipelines.flows.reasoning import finetune_reasoning, full_pipeline, reason
     from pipelines.flows.train_projector import train_projector
 
@@ -41,5 +42,6 @@ def flows() -> dict[str, Callable]:
             backbone_added,
             dataset_ablation,
             encoder_backbone_grid,
+            label_transfer,
         )
     }

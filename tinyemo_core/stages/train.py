@@ -89,6 +89,7 @@ def train(
             synonyms=synonym_map(table, held_in) or None,
             progress=progress,
             on_epoch=on_epoch,
+            label_texts=table.texts,  # trained_labels.json: tinyemo predict flags words never trained on
         )
     finally:
         if scratch is not None:

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from tinyemo_core.finetune.data import encode_prompt
 from tinyemo_core.finetune.model import image_token_count
-
-
-def load_reasoner(path: str | Path, device: str = "auto") -> tuple[Any, Any]:
-    """A saved ``model/`` folder -> (model in eval mode, processor); bf16 on a CUDA device, fp32 on CPU."""
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path} is not a saved reasoning model (no config.json); train it with "
-            "`tinyemo run finetune-reasoning` or pass --reasoner <model folder>"
-        )
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
-    model = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype).to(dev).eval()
-    return model, AutoProcessor.from_pretrained(path)
 
 
 @torch.inference_mode()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tinyemo_core.finetune.recipes import RECIPE_INFO
 
 Stage = Literal["pretrain", "finetune"]
 STAGES: tuple[Stage, ...] = ("pretrain", "finetune")
@@ -149,6 +151,29 @@ class ReasoningSpec(BaseModel):
 
     def stage(self, name: Stage) -> StageSpec:
         return self.pretrain if name == "pretrain" else self.finetune
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, name: str) -> str:
+        if name not in RECIPE_INFO:
+            raise ValueError(f"unknown recipe {name!r}; valid recipes: {', '.join(sorted(RECIPE_INFO))}")
+        return name
+
+    @model_validator(mode="after")
+    def _recipe_has_the_stages(self) -> ReasoningSpec:
+        """The stages and record kinds asked for are ones the recipe defines (names listed in the error)."""
+        info = RECIPE_INFO[self.recipe]
+        if bad := [s for s in self.stages if s not in info.stages]:
+            raise ValueError(f"stages {bad}: the {self.recipe} recipe has the stages {list(info.stages)}")
+        for name in self.stages:
+            kinds = self.stage(name).record_kinds
+            if kinds and not info.record_kinds:
+                having = ", ".join(n for n, i in RECIPE_INFO.items() if i.record_kinds)
+                raise ValueError(f"{name}.record_kinds: the {self.recipe} recipe has no record kinds to "
+                                 f"select (only {having} do)")
+            if bad := sorted(set(kinds or ()) - set(info.record_kinds)):
+                raise ValueError(f"{name}.record_kinds {bad}: choose from {list(info.record_kinds)}")
+        return self
 
 
 def conditional_mismatch(reasoning: ReasoningSpec | None, generation: object | None) -> str | None:

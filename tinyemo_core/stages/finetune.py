@@ -13,7 +13,7 @@ from typing import Any
 
 from tinyemo_core.finetune.identity import model_identity
 from tinyemo_core.finetune.patches import PatchLookup, patch_sources_complete, sources_identity
-from tinyemo_core.finetune.recipes import get_recipe
+from tinyemo_core.finetune.recipes import Recipe, get_recipe, recipe_info
 from tinyemo_core.finetune.spec import ReasoningSpec, Stage
 from tinyemo_core.identity import file_sha256
 from tinyemo_core.store import finetune as store
@@ -73,9 +73,11 @@ def _parent(
     export_dir: Path,
     patch_sources: PatchSources | None,
 ) -> StorePlan | None:
-    if stage == "finetune" and "pretrain" in spec.stages:
-        return plan_stage(storage_root, spec, export_dir, "pretrain", patch_sources=patch_sources)
-    return None
+    """The plan of the stage ``stage`` starts from (the recipe's previous stage if the profile trains it)."""
+    before = recipe_info(spec.recipe).parent_stage(stage, spec.stages)
+    if before is None:
+        return None
+    return plan_stage(storage_root, spec, export_dir, before, patch_sources=patch_sources)  # type: ignore[arg-type]
 
 
 def plan_stage(
@@ -112,7 +114,6 @@ def run_stage(
     """Train one stage (idempotent, resumable); return its descriptor (path, fingerprint, result).
     ``plan``/``parent``: the plans the caller made (:func:`plan_stage`); they are not made again."""
     from tinyemo_core.finetune.data import load_export, order_records
-    from tinyemo_core.finetune.model import use_cached_patches
     from tinyemo_core.finetune.trainer import train_model
 
     if parent is None:  # stage 2 starts from stage 1 (planned here unless the caller passed its plan)
@@ -134,17 +135,14 @@ def run_stage(
     )
     patches = None
     if _use_patches(spec, patch_sources):
+        if recipe.read_cached_patches is None:
+            raise ValueError(f"reasoning.cached_patches: the {spec.recipe} recipe reads images, not cached "
+                             "patch tokens; set reasoning.cached_patches: off")
         width = model.config.vision_config.hidden_size
         patches = PatchLookup.from_stores(patch_sources, image_root, width, {r["image"] for r in records})
-        use_cached_patches(model)
-    extra: dict[str, Any] = {}
-    if sspec.record_kinds:
-        if spec.recipe != "emovit":
-            raise ValueError(f"reasoning.{stage}.record_kinds selects EmoVIT record kinds; recipe "
-                             f"{spec.recipe!r} has none (remove it)")
-        extra["kinds"] = sspec.record_kinds
+        recipe.read_cached_patches(model)
     ds = recipe.dataset(records, processor, Path(image_root), stage, max_length=spec.model.max_length,
-                        patches=patches, **extra)
+                        patches=patches, kinds=sspec.record_kinds)
     train_model(
         model,
         ds,
@@ -158,13 +156,9 @@ def run_stage(
     return store.describe(p, stage, computed=True)
 
 
-def _load(recipe, spec: ReasoningSpec, parent: Path | None):
-    if parent is None:
-        return recipe.build(spec.model)
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
-    folder = store.model_dir(parent)
-    return LlavaForConditionalGeneration.from_pretrained(folder), AutoProcessor.from_pretrained(folder)
+def _load(recipe: Recipe, spec: ReasoningSpec, parent: Path | None) -> tuple[Any, Any]:
+    """The starting model: built by the recipe, or the parent stage's saved model loaded by the recipe."""
+    return recipe.build(spec.model) if parent is None else recipe.load(store.model_dir(parent))
 
 
 def normal_spec(spec: ReasoningSpec) -> ReasoningSpec | None:

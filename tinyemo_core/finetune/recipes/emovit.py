@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from tinyemo_core.finetune.recipes import Recipe
+from tinyemo_core.finetune.recipes import EMOVIT_KINDS, Recipe
 
 IGNORE = -100
-KINDS: tuple[str, ...] = ("categorical", "conversation", "reasoning")
+KINDS: tuple[str, ...] = EMOVIT_KINDS
 TRAINABLE_PREFIXES = ("qformer.", "language_projection.")
 HUB_ID = "Salesforce/instructblip-vicuna-7b"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # InstructBLIP's image normalisation (OpenAI CLIP)
@@ -187,11 +187,11 @@ class EmoVITDataset(torch.utils.data.Dataset):
 
 
 def dataset(records: Sequence[dict], processor: Any, image_root: Path, stage: str, *,
-            kinds: Sequence[str] = KINDS, max_length: int = 512, patches: Any = None) -> EmoVITDataset:
+            kinds: Sequence[str] | None = None, max_length: int = 512, patches: Any = None) -> EmoVITDataset:
     if patches is not None:
         raise ValueError("the emovit recipe reads images (cached patch tokens are for the LLaVA layout)")
     trainable(stage)  # checks the stage name
-    return EmoVITDataset(records, processor, image_root, kinds=kinds, max_length=max_length)
+    return EmoVITDataset(records, processor, image_root, kinds=kinds or KINDS, max_length=max_length)
 
 
 class EmoVITCollator:
@@ -220,10 +220,11 @@ class EmoVITCollator:
 
 RECIPE = Recipe(
     name="emovit",
+    model_class="InstructBlipForConditionalGeneration",
+    processor_class="InstructBlipProcessor",
     build=build,
     trainable=trainable,
     dataset=dataset,
     collator=EmoVITCollator,
-    stages=("finetune",),
     description="EmoVIT: InstructBLIP, Q-Former + queries + language projection trained; ViT, LLM frozen",
 )

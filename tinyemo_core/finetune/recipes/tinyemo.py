@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.finetune.data import LlavaCollator, LlavaDataset
-from tinyemo_core.finetune.model import build_reasoning_model
+from tinyemo_core.finetune.model import build_reasoning_model, use_cached_patches
 from tinyemo_core.finetune.recipes import Recipe
 from tinyemo_core.finetune.spec import ModelSpec
 
@@ -45,7 +45,10 @@ def dataset(
     *,
     max_length: int = 2048,
     patches: Any = None,
+    kinds: Sequence[str] | None = None,
 ) -> LlavaDataset:
+    if kinds is not None:  # flows.yaml validation refuses it first (RecipeInfo.record_kinds is empty)
+        raise ValueError("the LLaVA-layout recipes have no record kinds to select (remove record_kinds)")
     return LlavaDataset(records, processor, image_root, max_length=max_length, patches=patches)
 
 
@@ -55,9 +58,10 @@ def build(spec: ModelSpec) -> tuple[Any, Any]:
 
 RECIPE = Recipe(
     name="tinyemo",
+    model_class="LlavaForConditionalGeneration",
     build=build,
     trainable=trainable,
     dataset=dataset,
     collator=LlavaCollator,
-    description="TinyEmo reasoning VLM: CLIP ViT (frozen) + mlp2x_gelu + LLM, LLaVA layout",
+    read_cached_patches=use_cached_patches,
 )

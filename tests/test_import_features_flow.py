@@ -65,4 +65,4 @@ def test_import_then_train_and_evaluate_extract_nothing(tmp_path: Path, prefect_
     assert again.exit_code == 0 and "demo_emoroi" in again.output
     bad = runner.invoke(app, ["import-features", "demo_emoroi", str(tmp_path / "nowhere"), "--config",
                               str(config)])
-    assert bad.exit_code == 2 and "no such feature cache" in bad.output
+    assert bad.exit_code == 2 and "no such feature source" in bad.output

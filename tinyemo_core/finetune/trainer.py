@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from tinyemo_core.finetune.recipes import save_pretrained
 from tinyemo_core.finetune.spec import TrainArgs
 from tinyemo_core.monitor import peak_rss_mb
 from tinyemo_core.store.atomic import read_json, staged_dir, write_json
@@ -202,6 +203,7 @@ def training_arguments(args: TrainArgs, output_dir: Path):
     )
 
 
+Save = Callable[[Any, Any, Path], None]  # (model, processor, folder): how a recipe writes its model
 EPOCHS = "epochs"  # <stage>/epochs/epoch-<k>/: a model after every epoch (TrainArgs.save_epoch_models)
 
 
@@ -212,7 +214,7 @@ def epoch_models(output_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def _epoch_callback(output_dir: Path, processor: Any):
+def _epoch_callback(output_dir: Path, processor: Any, save: Save):
     """Save model + processor at the end of each epoch (rank 0; kept when a resumed run passes it again),
     so every epoch can be judged, e.g. the LLaVA-on-EMOTIC poster's "best at the sixth epoch"."""
     from transformers import TrainerCallback
@@ -223,7 +225,7 @@ def _epoch_callback(output_dir: Path, processor: Any):
             dest = Path(output_dir) / EPOCHS / f"epoch-{epoch}"
             if model is None or not state.is_world_process_zero or (dest / "config.json").is_file():
                 return
-            _save_final(model, processor, dest)
+            _save_final(model, processor, dest, save)
 
     return EpochModels()
 
@@ -250,14 +252,13 @@ def _trainer_class():
     return ResumingTrainer
 
 
-def _save_final(model, processor, dest: Path) -> None:
+def _save_final(model, processor, dest: Path, save: Save) -> None:
+    """LoRA merged, then the recipe's ``save`` into a staged folder renamed into place."""
     from peft import PeftModel
 
     with staged_dir(dest) as tmp:
         final = model.merge_and_unload() if isinstance(model, PeftModel) else model
-        final.save_pretrained(tmp)
-        if processor is not None:
-            processor.save_pretrained(tmp)
+        save(final, processor, tmp)
 
 
 def loss_curve_png(history: list[dict], dest: Path) -> Path | None:
@@ -288,10 +289,12 @@ def train_model(
     trainable: Callable[[str], bool],
     processor: Any | None = None,
     on_progress: Callable[[dict], None] | None = None,
+    save: Save = save_pretrained,
 ) -> dict:
     """Train ``model`` with the HF Trainer; resume from the newest checkpoint; return ``train_result.json``.
 
-    Every parameter ``trainable(name)`` rejects is frozen. Returns the result of a finished run at once.
+    Every parameter ``trainable(name)`` rejects is frozen; ``save`` writes the final (and per-epoch) model
+    (the recipe's ``Recipe.save``). A finished run's result is returned at once.
     """
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
@@ -320,7 +323,7 @@ def train_model(
         train_dataset=train_dataset,
         data_collator=counter,
         callbacks=[_progress_callback(counter, history, on_progress)]
-        + ([_epoch_callback(output_dir, processor)] if args.save_epoch_models else []),
+        + ([_epoch_callback(output_dir, processor, save)] if args.save_epoch_models else []),
     )
     trainer.remove_callback(PrinterCallback)  # progress goes through on_progress, not stdout
     hf_logging.disable_progress_bar()
@@ -331,7 +334,7 @@ def train_model(
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():  # under `accelerate launch` (DDP) only rank 0 writes the outputs
         return {"steps": int(trainer.state.global_step), "rank": trainer.args.process_index}
-    _save_final(trainer.model, processor, output_dir / MODEL)
+    _save_final(trainer.model, processor, output_dir / MODEL, save)
     logged = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
     loss_curve_png(logged, output_dir / LOSS_CURVE)
     result = {

@@ -152,6 +152,7 @@ def run_stage(
         trainable=recipe.trainable(stage),
         processor=processor,
         on_progress=on_progress,
+        save=recipe.save,
     )
     return store.describe(p, stage, computed=True)
 

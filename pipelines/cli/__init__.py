@@ -153,12 +153,16 @@ def list_flows(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def status(
-    config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", as_json: JsonOpt = False
+    config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo", as_json: JsonOpt = False,
+    overrides: SetOpt = None,
 ) -> None:
-    """List every store under the storage root and whether it is complete."""
+    """List every store under the storage root and whether it is complete; smoke-run stores
+    (`tinyemo run --smoke`, under <storage_root>/smoke/<profile>/) are listed after them, marked smoke."""
+    from tinyemo_core.smoke import smoke_roots
     from tinyemo_core.store.inventory import inventory
 
-    cfg = load(config, profile, [])
+    cfg = load(config, profile, overrides)
+    roots = {"": cfg.storage_root, **{f"smoke:{p}": r for p, r in smoke_roots(cfg.storage_root).items()}}
     rows = [
         {
             "kind": e.kind,
@@ -168,8 +172,10 @@ def status(
             "size_mb": round(e.size_bytes / 1e6, 2),
             "fingerprint": e.fingerprint,
             "produced_by": e.produced_by,
+            **({"smoke": tag} if tag else {}),
         }
-        for e in inventory(cfg.storage_root)
+        for tag, root in roots.items()
+        for e in inventory(root)
     ]
     print_rows(
         rows,

@@ -18,7 +18,7 @@ from tinyemo_core.data.adapters import ADAPTERS
 from tinyemo_core.preflight import models, resources
 from tinyemo_core.preflight.findings import Finding, errors
 
-__all__ = ["FLOW_PARTS", "Finding", "PreflightReport", "errors", "preflight"]
+__all__ = ["FLOW_PARTS", "RUN_MODELS", "SMOKE_MARKER", "Finding", "PreflightReport", "errors", "preflight"]
 
 BASE = frozenset({"datasets", "encoder", "backbone"})
 # What each flow touches (a flow not listed: the projector part, BASE). None as the flow: all the profile has.
@@ -40,6 +40,9 @@ FLOW_PARTS: dict[str, frozenset[str]] = {
 }
 ALL_PARTS = BASE | {"grid", "generation", "reasoning", "evaluate_generated", "interpret"}
 SMOKE_MARKER = ".tinyemo-smoke.json"  # written at the root of every smoke store (tinyemo_core.smoke)
+# evaluate_generated.model values the run resolves itself: the in-process tiny VLM, this profile's trained
+# model, Fig. 9's "normal" model (docs/judging.md)
+RUN_MODELS = ("tiny", "trained", "normal")
 
 
 @dataclass
@@ -210,7 +213,7 @@ def check_evaluate_generated(cfg: RunConfig, model: str | None, flow: str | None
     subject = f"profiles.{cfg.profile}.evaluate_generated"
     found = resources.check_device(subject, "evaluate_generated.device", spec.device,
                                    heavy=spec.model != "tiny")
-    if flow == "full-pipeline":
+    if flow == "full-pipeline" or (spec.model in RUN_MODELS and spec.model != "tiny"):
         return found
     if spec.resolved_backend() == "openai":
         if spec.model.startswith(("/", ".", "~")):

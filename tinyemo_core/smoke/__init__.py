@@ -25,10 +25,11 @@ import yaml
 
 from tinyemo_core.config import RunConfig, apply_overrides
 from tinyemo_core.errors import ConfigError
-from tinyemo_core.preflight import SMOKE_MARKER
+from tinyemo_core.preflight import RUN_MODELS, SMOKE_MARKER
 from tinyemo_core.smoke.datasets import write_layout
 
-__all__ = ["SMOKE_MARKER", "ServedModel", "SmokeError", "SmokePlan", "is_smoke_root", "prepare", "smoke_root"]
+__all__ = ["SMOKE_MARKER", "ServedModel", "SmokeError", "SmokePlan", "is_smoke_root", "prepare", "smoke_root",
+           "smoke_roots"]
 
 SMOKE_DIR = "smoke"
 MODELS_DIR = "_models"
@@ -68,6 +69,14 @@ def is_smoke_root(path: Path) -> bool:
     return (Path(path) / SMOKE_MARKER).is_file()
 
 
+def smoke_roots(storage_root: Path) -> dict[str, Path]:
+    """profile -> smoke store root, for every smoke run prepared under ``storage_root``."""
+    folder = Path(storage_root) / SMOKE_DIR
+    if not folder.is_dir():
+        return {}
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and is_smoke_root(p)}
+
+
 # --- models ------------------------------------------------------------------------------------------------
 class _Models:
     """Builds (once) and hands out tiny same-family stand-ins, recording every swap."""
@@ -102,8 +111,8 @@ class _Models:
             from tinyemo_core.generate.bunny import convert_bunny
 
             converted = self.folder / "bunny-llava"
-            if not (converted / "config.json").is_file():
-                convert_bunny(folder, converted)
+            if not (converted / "config.json").is_file():  # its SigLIP is the folder next to it
+                convert_bunny(folder, converted, vision_tower=str(folder / "siglip"))
             folder = converted
         server = ServedModel(folder, ref, free_port())
         self.plan.servers.append(server)
@@ -239,7 +248,7 @@ def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> Sm
     if isinstance(profile.get("reasoning"), dict):
         profile["reasoning"] = _reasoning(profile["reasoning"], f"{where}.reasoning", models)
     judged = profile.get("evaluate_generated")
-    if isinstance(judged, dict) and judged.get("model") not in (None, "tiny") and not (
+    if isinstance(judged, dict) and judged.get("model") not in (None, *RUN_MODELS) and not (
         str(judged["model"]).startswith(("/", ".", "~"))
     ):
         server = models.served(str(judged["model"]), f"{where}.evaluate_generated.model")

@@ -28,6 +28,7 @@ from pipelines.runtime.caching import CACHED, recorded, up_to_date
 from pipelines.runtime.gpu import gpu_tags
 from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.config import RunConfig
+from tinyemo_core.finetune.recipes import recipe_info
 from tinyemo_core.monitor import DeviceMonitor
 from tinyemo_core.stages import finetune as finetune_stage
 from tinyemo_core.stages import reason as reason_stage
@@ -54,7 +55,7 @@ def export_source(cfg: RunConfig) -> tuple[Path, Path]:
 
 def ensure_exports(cfg: RunConfig, manifests: dict[str, dict]) -> tuple[Path, Path]:
     """(export folder, image root) of the profile's recipe, brought up to date."""
-    if _spec(cfg).recipe == "llava-emotic":
+    if recipe_info(_spec(cfg).recipe).exports == "emotic":  # trains on the EMOTIC person exports
         from pipelines.flows.emotic import ensure_emotic
 
         export = next(iter(ensure_emotic(cfg, manifests).values()))["export"]

@@ -62,12 +62,6 @@ class VisionEncoder(ABC):
         """Pooled features (N, dim) float32, not normalised."""
         return self.encode_batch(batch, patches=False).pooled
 
-    def encode_patches(self, batch: torch.Tensor) -> np.ndarray:
-        """Patch tokens (N, T, width) float32 of the penultimate block, prefix tokens dropped."""
-        toks = self.encode_batch(batch, patches=True).patches
-        assert toks is not None
-        return toks
-
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.spec.dtype == "float32":
             return contextlib.nullcontext()

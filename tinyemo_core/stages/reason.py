@@ -28,7 +28,6 @@ from tinyemo_core.fingerprint import stable_hash, step_fingerprint
 from tinyemo_core.generate.backends.base import Answer, ChatRequest, Sampling, Turn
 from tinyemo_core.generate.prompts import emoreason_instruction, strip_image_tag
 from tinyemo_core.identity import local_model_fingerprint
-from tinyemo_core.store.instructions import InstructionsStore
 from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.reasoning import ReasoningStore
 
@@ -361,29 +360,3 @@ def reasoning_dataset(cfg) -> str:
     gen = cfg.spec.generation
     return (gen.datasets[0] if gen is not None and gen.datasets else
             next(n for n, r in cfg.roles.items() if r == "held_in"))
-
-
-def reasoning_chain(cfg, *, dataset: str | None = None, run_dir: Path | None = None,
-                    stages: Sequence[str] | None = None, on_progress: Progress = None) -> dict[str, Any]:
-    """The whole hand-off for one profile: both fine-tuning stages on ``storage/instructions/<dataset>/``
-    (cached, resumable; :func:`tinyemo_core.stages.finetune.run_finetune`), then conditional reasoning on
-    the dataset's ``reason.split`` images with the projector run ``run_dir`` (default: the latest run).
-    Needs the profile's ``reasoning:`` block, the exports (generate-qa) and a trained projector run."""
-    from tinyemo_core.stages.finetune import run_finetune
-    from tinyemo_core.store.runs import resolve_run
-
-    spec = cfg.spec.reasoning
-    if spec is None:
-        raise ValueError(f"profiles.{cfg.profile}.reasoning is not set; add a reasoning: block to flows.yaml")
-    name = dataset or reasoning_dataset(cfg)
-    export_dir = InstructionsStore(cfg.storage_root).path(name)
-
-    def tagged(phase: str):
-        return None if on_progress is None else (lambda rec: on_progress({"phase": phase, **rec}))
-
-    trained = run_finetune(cfg.storage_root, spec, export_dir, cfg.datasets[name].root, stages=stages,
-                           on_progress=tagged("finetune"))
-    run = Path(run_dir) if run_dir else resolve_run("latest", cfg.storage_root)
-    normal = Path(trained["normal_model"]) if trained.get("normal_model") else None
-    reasoned = reason_split(cfg, name, run, Path(trained["model"]), spec.reason, tagged("reason"), normal)
-    return {"dataset": name, "finetune": trained, "reason": reasoned}

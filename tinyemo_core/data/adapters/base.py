@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +68,6 @@ class AdapterResult:
 
     def note(self, reason: str, n: int = 1) -> None:
         self.notes[reason] = self.notes.get(reason, 0) + n
-
-    def label_counts(self) -> Counter[str]:
-        return Counter(r.labels[0] for r in self.records)
 
 
 def root_is_folder(root: Path) -> list[str]:

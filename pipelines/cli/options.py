@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tinyemo_core.config import ConfigError, RunConfig, load_config
+from pipelines.runtime.memo import load_config_once
+from tinyemo_core.config import ConfigError, RunConfig
 
 console = Console()
 
@@ -27,7 +28,7 @@ def fail(message: object) -> typer.Exit:
 def load(config: Path, profile: str, overrides: list[str] | None = None) -> RunConfig:
     """The resolved profile, or exit 2 with the validation error (which names the offending field)."""
     try:
-        return load_config(config, profile, overrides or [])
+        return load_config_once(config, profile, overrides or [])  # the flow reuses it: loaded once
     except ConfigError as exc:
         raise fail(exc) from None
 

@@ -233,6 +233,10 @@ def load_config(
     for i, name in enumerate(spec.grid.backbones if spec.grid else []):
         if name not in known_backbones:
             problems.append(f"{where}.grid.backbones.{i}: unknown backbone {name!r}")
+    clip = spec.evaluate_generated.clipscore if spec.evaluate_generated else None
+    if clip is not None and clip.encoder is not None and clip.encoder not in flows.encoders:
+        problems.append(f"{where}.evaluate_generated.clipscore.encoder: unknown encoder {clip.encoder!r} "
+                        f"(known: {', '.join(flows.encoders)})")
     roles: dict[str, Literal["held_in", "zero_shot"]] = {}
     for role in ("held_in", "zero_shot"):
         for i, name in enumerate(getattr(spec, role)):

@@ -55,12 +55,14 @@ def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overri
     manifest_descs = ensure_manifests(cfg)
     manifests = {n: d["manifest"] for n, d in manifest_descs.items()}
     stores = ensure_features(cfg, manifest_descs) if spec.clipscore else None
-    planned = stage.plan(spec, manifests, cfg.roles, cfg.storage_root, cfg.encoder)
+    # CLIPScore's model may differ from the feature encoder (clipscore.encoder; Hessel et al.: ViT-B/32)
+    encoder = stage.scoring_encoder(spec, cfg.flows.encoders, cfg.encoder)
+    planned = stage.plan(spec, manifests, cfg.roles, cfg.storage_root, encoder)
     device = spec.device if spec.resolved_backend() == "transformers" else "cpu"
     desc = up_to_date(planned, GeneratedEvaluationStore(cfg.storage_root).read, evaluate_generated_task,
                       scope=cfg.storage_root, tags=gpu_tags(device, cfg.flows.gpu.tag), spec=spec,
                       datasets=cfg.datasets, roles=cfg.roles, manifests=manifests,
-                      storage_root=cfg.storage_root, encoder=cfg.encoder, stores=stores)
+                      storage_root=cfg.storage_root, encoder=encoder, stores=stores)
     report = read_report(Path(desc["report_dir"])) or {}
     if report.get("table_rows"):
         create_table_artifact(report["table_rows"], key="evaluate-generated",

@@ -64,6 +64,11 @@ def ensure_exports(cfg: RunConfig, manifests: dict[str, dict]) -> tuple[Path, Pa
         from pipelines.flows.generate_qa import ensure_instructions
 
         ensure_instructions(cfg, manifests)
+    name = reason_stage.reasoning_dataset(cfg)
+    if cfg.spec.generation is None and cfg.datasets[name].layout == "affection":  # TinyEmo Table VI pairs
+        from tinyemo_core.generate.affection_export import write_affection_exports
+
+        write_affection_exports(Path(manifests[name]["manifest"]), export_source(cfg)[0])
     return export_source(cfg)
 
 

@@ -28,6 +28,7 @@ class EvalItem:
     label: str  # primary label (single-label datasets)
     labels: tuple[str, ...] = ()  # every label (multi-label datasets, EMOTIC)
     vad: tuple[float, float, float] | None = None
+    references: tuple[str, ...] = ()  # the dataset's own human texts (affection: explanations), RefCLIPScore
 
 
 def load_items(
@@ -56,7 +57,9 @@ def load_items(
             if all(attrs.get(k) is not None for k in ("valence", "arousal", "dominance"))
             else None
         )
-        items.append(EvalItem(dataset, r["image_id"], str(path), r.get("label") or labels[0], labels, vad))
+        refs = tuple(str(t) for t in attrs.get("explanations") or ())
+        items.append(EvalItem(dataset, r["image_id"], str(path), r.get("label") or labels[0], labels, vad,
+                              refs))
     if not items:
         raise ValueError(f"dataset {dataset!r} has no decodable {split or 'any'!r} rows in {manifest}")
     return items[:max_images] if max_images else items, candidates

@@ -35,7 +35,7 @@ def default_instruction(recipe: str) -> str:
         return P.EMOVIT_CATEGORICAL_QUESTION
     if recipe == "llava-emotic":
         return EMOTIC_PERSON_PROMPT
-    if recipe == "reasoning":
+    if recipe in ("reasoning", "llava"):  # llava: TinyEmo Table VI's LoRA variants
         return REASONING_PROMPT
     raise ValueError(f"unknown recipe {recipe!r}; use tinyemo, emovit, llava-emotic or reasoning")
 

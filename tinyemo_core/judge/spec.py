@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tinyemo_core.generate.spec import GenerationSpec, ValidationSpec
 from tinyemo_core.judge.prompts import REASONING_PROMPT
@@ -23,8 +23,13 @@ class ClipScoreSpec(BaseModel):
 
     prompt: str = REASONING_PROMPT
     max_tokens: int = Field(128, ge=1)
-    # JSON {image_id: [reference, ...]} or a LLaVA-format export (its gpt turns); None = CLIP-S only
-    references: Path | None = None
+    # JSON {image_id: [reference, ...]} or a LLaVA-format export (its gpt turns); "dataset": the dataset's
+    # own human texts (the affection layout's explanations, TinyEmo Table VI); None = CLIP-S only
+    references: Literal["dataset"] | Path | None = None
+    # the flows.yaml encoder (open_clip, with its text tower) that scores, apart from the feature encoder:
+    # Hessel et al. score with ViT-B/32 (`clip-vit-b-32`); None = the profile's encoder (its stored image
+    # features are reused when the encoders match)
+    encoder: str | None = None
     datasets: list[str] = Field(default_factory=list, description="empty = every evaluated dataset")
 
 
@@ -33,7 +38,7 @@ class EvaluateGeneratedSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipe: Literal["tinyemo", "emovit", "llava-emotic"]
+    recipe: Literal["tinyemo", "emovit", "llava-emotic", "llava"]
     model: str = Field(..., min_length=1, description="saved model folder, or the served model id")
     backend: Literal["auto", "transformers", "openai"] = Field(
         "auto", description="auto: a folder -> in-process transformers, else an OpenAI-compatible endpoint"
@@ -47,6 +52,9 @@ class EvaluateGeneratedSpec(BaseModel):
     max_tokens: int = Field(128, ge=1)
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # transformers backend: load the model in 4 bits (bitsandbytes NF4; TinyEmo Table VI's inference). Needs a
+    # CUDA GPU and bitsandbytes; refused with one line otherwise. Part of the model's identity.
+    load_in_4bit: bool = False
     trust_remote_code: bool = False
     datasets: list[str] = Field(default_factory=list, description="empty = the profile's held-in + zero-shot")
     # "auto": the images the projector's evaluation scores (held-in: test split; zero-shot: every image when
@@ -61,8 +69,19 @@ class EvaluateGeneratedSpec(BaseModel):
     synonyms: bool = True
     several: Literal["wrong", "first"] = "wrong"
     clipscore: ClipScoreSpec | None = None
+    # false: no classification prompts, only the clipscore block (TinyEmo Table VI judges free text)
+    accuracy: bool = True
     likelihood_map: bool = Field(True, description="llava-emotic + transformers: teacher-forced mAP too")
     answer_prefix: str = Field("", description="llava-emotic: text before the category list in the answer")
+
+    @model_validator(mode="after")
+    def _something_to_judge(self) -> EvaluateGeneratedSpec:
+        if self.recipe == "llava" and self.accuracy:
+            raise ValueError("recipe llava (TinyEmo Table VI) writes free text: set accuracy: false and a "
+                             "clipscore: block")
+        if not self.accuracy and self.clipscore is None:
+            raise ValueError("accuracy: false leaves nothing to judge: add a clipscore: block")
+        return self
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":

@@ -228,6 +228,25 @@ def _emotic(w: _Writer, labels: list[str]) -> None:
     write_emotic_mat(w.root, images)
 
 
+def _affection(w: _Writer, labels: list[str]) -> None:
+    """Affective Explanations' release CSV (the preprocessed one, with splits) + images/<dataset>/<name>."""
+    import csv
+
+    head = ["workerid", "utterance", "emotion", "dataset", "image_name", "utterance_spelled", "tokens",
+            "tokens_len", "tokens_encoded", "split"]
+    rows = []
+    for label in labels:
+        for split, i in _splits():
+            name = f"COCO_train2014_{zlib.crc32(f'{label}/{split}/{i}'.encode()):012d}.jpg"
+            w.image(f"images/coco_affective/{name}", label, split, i)
+            for k, text in enumerate((f"it makes me feel {label}", f"the scene feels like {label} to me")):
+                rows.append([f"w{k}", text, label, "coco_affective", name, text, "[]", 0, "[]", split])
+    path = w.root / "language" / "version_0" / "affection_preprocessed_public_version_0.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([head, *rows])
+
+
 WRITERS: dict[str, Callable[[_Writer, list[str]], None]] = {
     "emotionroi": _emotionroi,
     "emoset": _emoset,
@@ -238,6 +257,7 @@ WRITERS: dict[str, Callable[[_Writer, list[str]], None]] = {
     "abstract": _abstract,
     "unbiasedemo": _unbiasedemo,
     "emotic": _emotic,
+    "affection": _affection,
     "imagefolder": _imagefolder,
     "csv": _generic("csv"),
     "jsonl": _generic("jsonl"),

@@ -61,6 +61,7 @@ def make_generator(spec: EvaluateGeneratedSpec):
             device=spec.device,
             dtype=spec.dtype,
             max_batch_size=spec.batch_size,
+            load_in_4bit=spec.load_in_4bit,
         )
     from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator
 
@@ -70,7 +71,8 @@ def make_generator(spec: EvaluateGeneratedSpec):
 def model_fingerprint(spec: EvaluateGeneratedSpec) -> str:
     """The evaluated model's identity without loading it (a folder is hashed; an endpoint is asked)."""
     if spec.resolved_backend() == "transformers":
-        return local_model_fingerprint(spec.model, chat_format="auto", dtype=spec.dtype)
+        return local_model_fingerprint(spec.model, chat_format="auto", dtype=spec.dtype,
+                                       **({"load_in_4bit": True} if spec.load_in_4bit else {}))
     from tinyemo_core.generate.runner import health_sync
 
     return health_sync(make_generator(spec))  # its own loop; the client is closed in it
@@ -87,7 +89,23 @@ def scored_split(split: str, dataset: DatasetSpec, role: str | None) -> str | No
     return None if splits == EVERY_SPLIT else splits[0]
 
 
+def scoring_encoder(spec: EvaluateGeneratedSpec, encoders: dict[str, VisionEncoderSpec],
+                    default: VisionEncoderSpec) -> VisionEncoderSpec:
+    """The open_clip model CLIPScore uses: ``clipscore.encoder`` (e.g. Hessel et al.'s ViT-B/32) when set,
+    else the profile's feature encoder (whose stored image features are then reused)."""
+    name = spec.clipscore.encoder if spec.clipscore else None
+    if name is None:
+        return default
+    if name not in encoders:
+        raise ValueError(f"evaluate_generated.clipscore.encoder: unknown encoder {name!r} (known: "
+                         f"{', '.join(encoders)})")
+    return encoders[name]
+
+
 def templates(spec: EvaluateGeneratedSpec) -> list[str]:
+    """The classification prompts (none with ``accuracy: false``: only CLIPScore is asked)."""
+    if not spec.accuracy:
+        return []
     return list(spec.instructions) or [default_instruction(spec.recipe)]
 
 
@@ -381,7 +399,10 @@ def _clipscore(spec, encoder, stores, items, clip_chains, cspec, adir, model_fp)
     if encoder is None:
         raise ValueError("evaluate_generated.clipscore needs the profile's encoder (an open_clip model)")
     scorer = ClipScorer(encoder)
-    refs = load_references(spec.clipscore.references) if spec.clipscore.references else None
+    source_refs = spec.clipscore.references
+    refs = (load_references(source_refs) if source_refs not in (None, "dataset")
+            else {it.sample_id: list(it.references) for its in items.values() for it in its}
+            if source_refs == "dataset" else None)
     enc_fp, source, out = _encoder_fp(encoder), set(), {}
     for n, cs in clip_chains.items():
         res = collect(cs, cspec, adir, model_fp)

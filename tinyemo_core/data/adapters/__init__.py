@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import abstract, artphoto, emoset, emotic, emotion6, emotionroi, fi, generic, unbiasedemo, webemo
+from . import (
+    abstract,
+    affection,
+    artphoto,
+    emoset,
+    emotic,
+    emotion6,
+    emotionroi,
+    fi,
+    generic,
+    unbiasedemo,
+    webemo,
+)
 from .base import SPLITS, Adapter, AdapterResult, DatasetLayoutError, SampleRecord
 from .splits import assign_splits
 
@@ -36,6 +48,7 @@ ADAPTERS: dict[str, Adapter] = {
         abstract.ADAPTER,
         unbiasedemo.ADAPTER,
         emotic.ADAPTER,
+        affection.ADAPTER,
         generic.IMAGEFOLDER,
         generic.CSV,
         generic.JSONL,

@@ -55,6 +55,10 @@ RECIPE_INFO: dict[str, RecipeInfo] = {
         "llava_emotic", ("pretrain", "finetune"), exports="emotic",
         description="LLaVA-1.5 on EMOTIC: connector + LLM (full or LoRA), vision frozen",
     ),
+    "llava": RecipeInfo(
+        "llava", ("pretrain", "finetune"),
+        description="LLaVA-1.5 on instruction exports (TinyEmo Table VI's LoRA variants), vision frozen",
+    ),
     "emovit": RecipeInfo(
         "emovit", ("finetune",), record_kinds=EMOVIT_KINDS,
         description="EmoVIT: InstructBLIP, Q-Former + queries + language projection trained; ViT, LLM frozen",

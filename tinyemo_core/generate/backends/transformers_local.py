@@ -22,6 +22,19 @@ from .base import Answer, ChatRequest, GeneratorUnavailable, Turn
 BUNNY_IMAGE_TOKEN_ID = -200
 
 
+def require_4bit() -> None:
+    """4-bit loading needs a CUDA GPU and bitsandbytes: one clear error otherwise (docs/judging.md)."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("load_in_4bit needs a CUDA GPU (bitsandbytes 4-bit); this machine has none: set "
+                         "evaluate_generated.load_in_4bit: false")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("load_in_4bit needs bitsandbytes: pip install -c constraints.txt bitsandbytes")
+
+
 class TransformersGenerator:
     """Runs a local vision-language model; requests are served one at a time under a lock."""
 
@@ -35,6 +48,7 @@ class TransformersGenerator:
         dtype: str = "auto",
         name: str | None = None,
         max_batch_size: int = 1,
+        load_in_4bit: bool = False,
     ) -> None:
         import torch
         import transformers as tf
@@ -53,6 +67,11 @@ class TransformersGenerator:
             "float16": torch.float16,
         }[dtype]
         kw = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype}
+        if load_in_4bit:  # TinyEmo Table VI: 4-bit inference of the merged LoRA model (bitsandbytes NF4)
+            require_4bit()
+            kw["quantization_config"] = tf.BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+            kw["device_map"] = {"": self.device}
         if chat_format == "bunny":
             self.tokenizer = tf.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             self.model = tf.AutoModelForCausalLM.from_pretrained(path, **kw)
@@ -60,9 +79,10 @@ class TransformersGenerator:
             self.processor = tf.AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
             self.tokenizer = self.processor.tokenizer
             self.model = tf.AutoModelForImageTextToText.from_pretrained(path, **kw)
-        self.model.to(self.device).eval()
+        (self.model if load_in_4bit else self.model.to(self.device)).eval()  # 4-bit: placed by device_map
         self.name = name or path.name
-        self._fingerprint = local_model_fingerprint(path, chat_format=chat_format, dtype=dtype)
+        self._fingerprint = local_model_fingerprint(path, chat_format=chat_format, dtype=dtype,
+                                                    **({"load_in_4bit": True} if load_in_4bit else {}))
         self._lock = threading.Lock()
         # > 1: concurrent greedy requests share one left-padded ``generate`` call (see ``generate``)
         self.max_batch_size = max_batch_size
@@ -122,9 +142,10 @@ class TransformersGenerator:
         if self.chat_format == "bunny":
             return self._bunny_inputs(turns, image)
         templated = getattr(self.processor, "chat_template", None) is not None
-        if not templated and hasattr(self.processor, "qformer_tokenizer"):
-            # InstructBLIP (EmoVIT) ships no chat template: the instruction is the prompt (LLM and Q-Former),
-            # tokenised with its special tokens exactly as the recipe trains it
+        if not templated and hasattr(self.processor, "num_query_tokens"):
+            # InstructBLIP (EmoVIT) and BLIP-2 (EmoVIT's captioner) ship no chat template: the instruction is
+            # the prompt (LLM and Q-Former), tokenised with its special tokens as the recipe trains it;
+            # BLIP-2 captions from an empty prompt (the EmoVIT authors' emo/caption.py)
             text = next(t.text for t in reversed(turns) if t.role == "user")
             return dict(self.processor(images=[image] if image is not None else None, text=text,
                                        return_tensors="pt"))

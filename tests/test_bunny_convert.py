@@ -1,5 +1,7 @@
-"""Bunny-Phi -> LLaVA conversion: exact equivalence with a reference Bunny forward pass, strict key
-accounting, layout read by vLLM/transformers, idempotence, clear errors. Tiny random checkpoints, offline."""
+"""Bunny-Phi -> LLaVA conversion on checkpoints saved the way Bunny's training code saves them (no head bias,
+partial_rotary_factor 0.4, Phi-2 token ids): exact equivalence with the authors' forward pass
+(tests/bunny_reference.py), every config field carried, strict key accounting, layout read by
+vLLM/transformers, idempotence, clear errors. Tiny random checkpoints, offline."""
 
 from __future__ import annotations
 
@@ -10,17 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bunny_reference import IMAGE_TOKEN_INDEX, BunnyReference, bunny_input_ids, bunny_pixels
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from tinyemo_core.generate.bunny import BunnyConversionError, bunny_prompt, convert_bunny, load_converted
 from tinyemo_core.generate.bunny.image import expand_to_square, mean_fill
-from tinyemo_core.generate.bunny.reference import (
-    IMAGE_TOKEN_INDEX,
-    BunnyReference,
-    bunny_input_ids,
-    bunny_pixels,
-)
 from tinyemo_core.generate.bunny.tiny import build_tiny_bunny
 
 TOL = 1e-5  # max |logit difference| accepted, fp32 on CPU
@@ -78,8 +75,43 @@ def test_same_logits_and_greedy_tokens_as_reference(world: dict) -> None:
     assert got == want and len(got) == 6
 
 
+def test_checkpoint_saved_the_authors_way_keeps_every_config_field(world: dict) -> None:
+    """No lm_head.bias in the source (a zero one is written for vLLM's Phi head), partial_rotary_factor 0.4
+    and rope_theta carried into text_config's rope_parameters (transformers 5), every row kept."""
+    from transformers import LlavaConfig
+
+    src, dst, desc = world["src"], world["dst"], world["desc"]
+    index = json.loads((src / "model.safetensors.index.json").read_text())["weight_map"]
+    assert "lm_head.weight" in index and "lm_head.bias" not in index
+    source = json.loads((src / "config.json").read_text())
+    assert source["partial_rotary_factor"] == 0.4 and source["vocab_size"] == desc["tokenizer_length"] - 1
+    written = json.loads((dst / "config.json").read_text())["text_config"]
+    rope = written.get("rope_parameters") or written
+    assert rope["partial_rotary_factor"] == 0.4 and rope["rope_theta"] == source["rope_theta"]
+    cfg = LlavaConfig.from_pretrained(dst).text_config
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    model = load_converted(dst)
+    rotary = model.model.language_model.rotary_emb.inv_freq.numel() * 2
+    assert rotary == int(0.4 * head_dim) == 4  # 0.5 (the default) would rotate 5 of 10 dims
+    assert desc["lm_head_bias"].startswith("zeros") and desc["config_fields"]["compared"]["text_config"] >= 15
+    assert desc["config_fields"]["training_only"] == ["freeze_mm_mlp_adapter", "mm_projector_lr",
+                                                      "tune_mm_mlp_adapter"]
+    bias = model.lm_head.bias
+    bias = bias.detach()
+    assert float(bias[:-1].abs().max()) == 0.0 and float(bias[-1]) == -1e4  # the grown <image> row never wins
+
+
+def test_unknown_config_field_fails_loudly(world: dict, tmp_path: Path) -> None:
+    src = Path(shutil.copytree(world["src"], tmp_path / "b"))
+    cfg = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps(cfg | {"rotary_interleave_magic": 3}))
+    with pytest.raises(BunnyConversionError, match="'rotary_interleave_magic'.*cannot place it"):
+        convert_bunny(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_plain_transformers_llava_drops_phi_head_bias(world: dict) -> None:
-    """Without load_converted's fix the logits are off by exactly Phi's lm_head bias (the test can fail)."""
+    """Without load_converted's fix the logits lack the head bias (zero, except the grown <image> row)."""
     from transformers import LlavaForConditionalGeneration
 
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
@@ -114,7 +146,7 @@ def test_converted_layout_config_and_processor(world: dict) -> None:
     assert (dst / "chat_template.jinja").is_file() and desc["pad_color"] == [127, 127, 127]
     proc = AutoProcessor.from_pretrained(dst)
     out = proc(images=Image.new("RGB", (28, 28)), text="<image>\nhi", return_tensors="pt")
-    assert int((out["input_ids"] == cfg.image_token_index).sum()) == desc["image_seq_length"] == 4
+    assert int((out["input_ids"] == cfg.image_token_index).sum()) == desc["image_seq_length"] == 27 * 27
 
 
 def test_chat_template_is_bunny_format(world: dict) -> None:
@@ -179,8 +211,9 @@ def test_missing_tensor_is_named(world: dict, tmp_path: Path) -> None:
 
 
 def test_bin_weights_spare_rows_and_truncated_tower(world: dict, tmp_path: Path) -> None:
-    """A pickled .bin state dict (read with weights_only), spare vocab rows (no resize, like Phi-2's 51,200
-    rows), and a tower saved without its last layer and head: still exactly Bunny."""
+    """A pickled .bin state dict (read with weights_only), more rows than tokens (a checkpoint saved without
+    Bunny's resize keeps Phi-2's layout, 51,200 rows for 50,295 tokens), and a tower saved without its last
+    layer and head: still exactly Bunny, every row kept."""
     src = build_tiny_bunny(tmp_path / "b", seed=5, extra_vocab_rows=8, weights="bin")
     full = torch.load(src / "pytorch_model.bin", weights_only=True)
     last = "model.vision_tower.vision_tower.vision_model.encoder.layers.2."
@@ -189,7 +222,7 @@ def test_bin_weights_spare_rows_and_truncated_tower(world: dict, tmp_path: Path)
     torch.save(cut, trunc / "pytorch_model.bin")
     desc = convert_bunny(trunc, tmp_path / "out")
     assert (desc["vision_layers"], desc["vision_feature_layer"], desc["dropped"]) == (2, -1, [])
-    assert desc["vocab_size"] == len(full["lm_head.bias"])  # the <image> row already existed
+    assert desc["vocab_size"] == full["lm_head.weight"].shape[0] == desc["tokenizer_length"] + 7  # <image> in
     diff, got, want = _compare(src, tmp_path / "out", world["image"], desc["image_token_index"])
     assert diff <= TOL and got == want
 

@@ -230,27 +230,26 @@ BUNNY = ReleasedCheckpoint(
     hub_ids=("BAAI/Bunny-v1_0-3B",),
     source=(
         f"{HF}/BAAI/Bunny-v1_0-3B/blob/main/config.json; BAAI-DCAI/Bunny "
-        "bunny/model/language_model/bunny_phi.py, bunny/model/bunny_arch.py"
+        "bunny/model/language_model/bunny_phi.py, bunny/model/bunny_arch.py, "
+        "bunny/model/multimodal_encoder/siglip/siglip_encoder.py"
     ),
     config={
-        **{k: v for k, v in PHI2.config.items() if k not in ("architectures", "model_type")},
-        "architectures": ["BunnyPhiForCausalLM"],
-        "model_type": "bunny-phi",
-        "mm_vision_tower": "google/siglip-so400m-patch14-384",
-        "mm_hidden_size": 1152,
-        "mm_projector_type": "mlp2x_gelu",
-        "image_aspect_ratio": "pad",
-        "use_mm_proj": True,
-        "tokenizer_model_max_length": 2048,
-        "tokenizer_padding_side": "right",
+        **{k: v for k, v in PHI2.config.items() if k not in ("architectures", "model_type", "vocab_size")},
+        "architectures": ["BunnyPhiForCausalLM"], "model_type": "bunny-phi", "vocab_size": 50295,
+        "pad_token_id": 50256, "attention_dropout": 0.0, "embd_pdrop": 0.0, "rope_scaling": None,
+        "initializer_range": 0.02, "use_cache": True,
+        "mm_vision_tower": "google/siglip-so400m-patch14-384", "mm_hidden_size": 1152,
+        "mm_projector_type": "mlp2x_gelu", "image_aspect_ratio": "pad", "use_mm_proj": True,
+        "tokenizer_model_max_length": 2048, "tokenizer_padding_side": "right",
+        # training flags saved with the model (no effect on the forward pass)
+        "mm_projector_lr": 2e-05, "freeze_mm_mlp_adapter": False, "tune_mm_mlp_adapter": False,
     },
     tokenizer=PHI2.tokenizer,
     notes=(
         "BunnyPhiForCausalLM replaces Phi's head with nn.Linear(hidden, vocab, bias=False): the release has "
         "no lm_head.bias. The SigLIP tower is saved under model.vision_tower.vision_tower.vision_model.* "
-        "with its pooling head; Bunny's training code reads hidden_states[-2] of the full tower (the hub's "
-        "remote code drops the last layer and reads [-1]: the same tensor). Bunny's loader resizes the "
-        "embeddings to len(tokenizer) (50,295); the file has 51,200 rows."
+        "with its pooling head; Bunny reads hidden_states[-2] of it (all 729 patch tokens). Bunny's loader "
+        "resizes the embeddings to len(tokenizer): the release has 50,295 rows (Phi-2 has 51,200)."
     ),
 )
 

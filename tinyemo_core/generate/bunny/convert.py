@@ -5,9 +5,14 @@ Bunny reads SigLIP's ``hidden_states[-2]`` (all patches; SigLIP has no CLS), map
 MLP and splices it at the image token of a Phi prompt: LLaVA-1.5 with ``vision_feature_layer=-2`` and
 ``vision_feature_select_strategy="full"``. What differs, and how it is handled:
 
-- Phi-2's ``lm_head`` has a bias; transformers' LLaVA head has none (vLLM's Phi head has one). The bias is
-  written as ``language_model.lm_head.bias`` (vLLM loads it); :func:`load_converted` restores it for
-  transformers.
+- Bunny's ``BunnyPhiForCausalLM`` head is bias-free, so the release has no ``lm_head.bias``; vLLM's Phi head
+  has a bias, so a zero bias is written as ``language_model.lm_head.bias`` (a checkpoint that has one keeps
+  it). transformers' LLaVA head has none: :func:`load_converted` restores it for transformers.
+- Every field of the source ``config.json`` is placed in the converted config (``text_config``, including
+  transformers 5's nested ``rope_parameters``: ``partial_rotary_factor``, ``rope_theta``; ``vision_config``
+  from the tower), or is a Bunny field with a named home (:data:`BUNNY_FIELDS`), a training flag
+  (:data:`TRAINING_ONLY`) or bookkeeping; the written ``config.json`` is read back and compared field by
+  field, and any field that cannot be placed stops the conversion with its name.
 - Bunny pads to a square with the mean colour (``image_aspect_ratio: pad``); a LLaVA processor does not:
   pad before sending (``generation.pad_to_square``; :func:`..image.expand_to_square`).
 - The SigLIP pooling head is dropped (``vision_use_head: false``): LLaVA never reads it.
@@ -44,6 +49,86 @@ SO400M = {
     "image_size": 384, "patch_size": 14, "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6,
 }
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+#: config.json fields that describe the file, not the network.
+BOOKKEEPING = frozenset({"_name_or_path", "architectures", "model_type", "auto_map", "transformers_version",
+                         "torch_dtype", "dtype"})
+#: Bunny's multimodal fields and where the converted folder keeps each.
+BUNNY_FIELDS = {
+    "mm_vision_tower": "vision_config (the tower's own config.json)",
+    "mm_hidden_size": "multi_modal_projector.linear_1 input width (= vision_config.hidden_size, checked)",
+    "mm_projector_type": "multi_modal_projector (mlp2x_gelu only)",
+    "use_mm_proj": "multi_modal_projector",
+    "image_aspect_ratio": "tinyemo_conversion.json image_aspect_ratio + pad_color (clients pad)",
+    "tokenizer_model_max_length": "tokenizer model_max_length",
+    "tokenizer_padding_side": "tokenizer padding_side",
+}
+#: Training flags Bunny saves with the model; an inference folder has no place for them (marker lists them).
+TRAINING_ONLY = frozenset({"mm_projector_lr", "freeze_mm_mlp_adapter", "tune_mm_mlp_adapter",
+                           "unfreeze_vision_tower", "continuous_training", "mm_vision_tower_lr"})
+#: Vision fields changed on purpose, with the reason.
+VISION_CHANGED = {
+    "num_hidden_layers": "the layers the checkpoint holds (see vision_feature_layer)",
+    "vision_use_head": "false: LLaVA reads hidden states, never the pooling head",
+}
+_MISSING = object()
+
+
+def text_fields(cfg: dict) -> dict:
+    """The fields of a Bunny-Phi config.json that describe its Phi language model."""
+    return {k: v for k, v in cfg.items() if k not in BOOKKEEPING | set(BUNNY_FIELDS) | TRAINING_ONLY}
+
+
+def _lookup(placed: dict, key: str):
+    """A field's value in a config dict, also inside transformers 5's ``rope_parameters``."""
+    rope = placed.get("rope_parameters") or {}
+    if key in placed:
+        return placed[key]
+    if key in rope:
+        return rope[key]
+    if key == "rope_scaling" and rope.get("rope_type", "default") == "default":
+        return None  # no scaling: transformers 5 keeps only rope_parameters
+    return _MISSING
+
+
+def check_placed(source: dict, placed: dict, where: str, changed: dict[str, str] | None = None) -> int:
+    """Every ``source`` field has the same value in ``placed`` (or is in ``changed``); return how many
+    were compared. Raises :class:`BunnyConversionError` naming the first field that cannot be placed."""
+    n = 0
+    for key, want in source.items():
+        if key in (changed or {}) or key in BOOKKEEPING:
+            continue
+        got = _lookup(placed, key)
+        same = got == want or (isinstance(got, float | int) and isinstance(want, float | int)
+                               and abs(float(got) - float(want)) <= 1e-12 * max(1.0, abs(float(want))))
+        if got is _MISSING or not same:
+            raise BunnyConversionError(
+                f"config.json field {key!r} = {want!r} cannot be placed in the converted {where} (it reads "
+                f"{'nothing' if got is _MISSING else repr(got)}); this converter does not know that field: "
+                "report it with the checkpoint's config.json"
+            )
+        n += 1
+    return n
+
+
+def _phi_text_config(cfg: dict):
+    """PhiConfig from the source's text fields; unknown fields are refused, not carried silently."""
+    from transformers import PhiConfig
+
+    fields = text_fields(cfg)
+    default = PhiConfig().to_dict()
+    known = set(default) | set(default.get("rope_parameters") or {}) | {"rope_scaling", "rope_theta",
+                                                                        "partial_rotary_factor"}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise BunnyConversionError(
+            f"config.json field {unknown[0]!r} is neither a Phi architecture field of transformers "
+            f"PhiConfig nor a known Bunny field ({', '.join(sorted(BUNNY_FIELDS))}; training flags "
+            f"{', '.join(sorted(TRAINING_ONLY))}): the converter cannot place it"
+        )
+    # rope_scaling: null is transformers 4's "no scaling"; transformers 5 reads rope_parameters instead
+    text_config = PhiConfig(**{k: v for k, v in fields.items() if not (k == "rope_scaling" and v is None)})
+    check_placed(fields, text_config.to_dict(), "text_config")
+    return text_config, fields
 
 
 def resolve_source(src: str | os.PathLike, *, patterns: list[str] | None = None) -> Path:
@@ -127,7 +212,7 @@ def convert_bunny(
     ``float32``); None keeps the source's. Returns a JSON-able descriptor (also in ``dst/{MARKER}``).
     """
     import torch
-    from transformers import PhiConfig, SiglipVisionConfig
+    from transformers import SiglipVisionConfig
 
     say = on_progress or (lambda _e: None)
     folder, out = resolve_source(src), Path(dst)
@@ -168,9 +253,22 @@ def convert_bunny(
     vision_config.num_hidden_layers, vision_config.vision_use_head = n_ckpt, False
     # Bunny's feature = hidden_states[n_cfg - 1] of the full tower (index 0 = embeddings).
     feature_layer = (n_cfg - 1) - (n_ckpt + 1)
-    known_t = set(PhiConfig().to_dict()) - {"architectures", "model_type", "transformers_version", "auto_map"}
-    text_config = PhiConfig(**{k: v for k, v in cfg.items() if k in known_t})
-    text_config.tie_word_embeddings = False
+    check_placed({k: v for k, v in vcfg.items() if k not in ("model_type", "transformers_version")},
+                 vision_config.to_dict(), "vision_config", VISION_CHANGED)
+    text_config, t_fields = _phi_text_config(cfg)
+    if int(cfg["mm_hidden_size"]) != vision_config.hidden_size:
+        raise BunnyConversionError(
+            f"config.json mm_hidden_size {cfg['mm_hidden_size']} differs from the tower's hidden_size "
+            f"{vision_config.hidden_size}: the projector would not fit the tower"
+        )
+    if cfg.get("tie_word_embeddings"):
+        raise BunnyConversionError("config.json tie_word_embeddings is true; Bunny-Phi's head is untied")
+
+    head_bias = "from the checkpoint"
+    if "lm_head.bias" not in state and "lm_head.weight" in state:  # Bunny's own head: nn.Linear(bias=False)
+        w = state["lm_head.weight"]
+        state["lm_head.bias"] = torch.zeros(w.shape[0], dtype=w.dtype)
+        head_bias = "zeros (the checkpoint has none: BunnyPhiForCausalLM's head is bias-free)"
 
     say({"stage": "account", "tensors": len(state)})
     account(state, expected_shapes(text_config, vision_config, int(cfg["mm_hidden_size"])))
@@ -195,17 +293,34 @@ def convert_bunny(
         rows = len(tok)
     text_config.vocab_size = rows
     text_config.architectures = ["PhiForCausalLM"]
+    tok.model_max_length = int(cfg.get("tokenizer_model_max_length") or tok.model_max_length)
+    tok.padding_side = cfg.get("tokenizer_padding_side") or tok.padding_side
     if dtype is not None:
         target = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
         out_state = {k: v.to(target) if v.is_floating_point() else v for k, v in out_state.items()}
     info = {"source": str(src), "resolved": str(folder), "dropped": dropped, "dtype": dtype,
-            "image_aspect_ratio": cfg.get("image_aspect_ratio"), "vision_tower": str(tower_dir or "built-in")}
-    _write(out, fp, out_state, tok, text_config, vision_config, feature_layer, proc, image_id, say, info)
+            "image_aspect_ratio": cfg.get("image_aspect_ratio"), "vision_tower": str(tower_dir or "built-in"),
+            "lm_head_bias": head_bias, "source_vocab_rows": state_rows(state),
+            "tokenizer_length": len(tok),
+            "config_fields": {"bunny": {k: v for k, v in BUNNY_FIELDS.items() if k in cfg},
+                              "training_only": sorted(TRAINING_ONLY & set(cfg)),
+                              "changed": {"vocab_size": "rows of the converted embedding", **VISION_CHANGED}}}
+    vision_source = {k: v for k, v in vcfg.items() if k not in ("model_type", "transformers_version")}
+    _write(out, fp, out_state, tok, text_config, vision_config, feature_layer, proc, image_id, say, info,
+           lambda written: (check_placed(t_fields, written["text_config"], "text_config",
+                                         {"vocab_size": "rows"}),
+                            check_placed(vision_source, written["vision_config"], "vision_config",
+                                         VISION_CHANGED)))
     return read_json(out / MARKER)
 
 
+def state_rows(state: dict) -> int:
+    """Embedding rows of a Bunny-Phi state dict."""
+    return int(state["model.embed_tokens.weight"].shape[0])
+
+
 def _write(out: Path, fp: str, state: dict, tok, text_config, vision_config, feature_layer: int, proc: dict,
-           image_id: int, say: Callable[[dict], None], info: dict) -> None:
+           image_id: int, say: Callable[[dict], None], info: dict, verify: Callable[[dict], object]) -> None:
     from huggingface_hub import save_torch_state_dict
     from transformers import LlavaConfig, LlavaProcessor, SiglipImageProcessor
 
@@ -236,6 +351,12 @@ def _write(out: Path, fp: str, state: dict, tok, text_config, vision_config, fea
     config.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     (tmp / "chat_template.jinja").write_text(BUNNY_CHAT_TEMPLATE)
+    try:
+        counted = verify(read_json(tmp / "config.json"))  # what vLLM/transformers will read, field by field
+    except BunnyConversionError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    info["config_fields"]["compared"] = {"text_config": counted[0], "vision_config": counted[1]}
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

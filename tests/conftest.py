@@ -37,3 +37,12 @@ def write_small_config(tmp: Path, **training) -> Path:
     from tinyemo_core.config import write_scaled_demo
 
     return write_scaled_demo(ROOT / "flows.yaml", tmp, **{"epochs": 8, **training})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """Factory: family -> its tiny same-family checkpoint (tinyemo_core.tinymodels), built once a session."""
+    from tinyemo_core.tinymodels import build_tiny
+
+    root = tmp_path_factory.mktemp("tinymodels")
+    return lambda family: build_tiny(family, root / family)

@@ -1,7 +1,8 @@
 """Typed operations settings of flows.yaml: Prefect deployments, the task runner, GPU gating.
 
-Plain pydantic (no Prefect import): ``pipelines.deploy`` / ``pipelines.runners`` / ``pipelines.gpu`` turn
-these into Prefect objects. A bad field is reported by its path (``deployments.demo.cron: ...``).
+Plain pydantic (no Prefect import): ``pipelines.runtime.deploy`` / ``pipelines.runtime.runners`` /
+``pipelines.runtime.gpu`` turn these into Prefect objects. A bad field is reported by its path
+(``deployments.demo.cron: ...``).
 """
 
 from __future__ import annotations

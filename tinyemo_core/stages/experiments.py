@@ -1,7 +1,7 @@
 """The paper's experiments as tables: dataset-combination ablation (TinyEmo Table III), encoder x backbone
 grid (Table IV), and re-grounding a trained projector with other label texts (Table VII).
 
-Everything here reads the stores; the flows in ``pipelines/experiments.py`` bring them up to date.
+Everything here reads the stores; the flows in ``pipelines/flows/experiments.py`` bring them up to date.
 """
 
 from __future__ import annotations
@@ -158,8 +158,12 @@ def reground(
     storage_root: Path,
     variants: Mapping[str, Grounding],
     out_dir: Path,
+    calibrated: bool = False,
 ) -> dict[str, Any]:
     """Score a trained projector's test predictions with each variant's label texts; no training.
+
+    The report names, per variant, the texts the run never trained on; ``calibrated`` applies the run's
+    calibration (its stacking margin comes off the scores of the texts it trained on; docs/projector.md).
 
     Only texts not in the label store are embedded (with the run's backbone, stored as a label table). Writes
     ``regrounding.md`` / ``.json`` (per dataset: per-class accuracy, baseline vs each variant with the change,
@@ -176,6 +180,11 @@ def reground(
     if not variants:
         raise ValueError("no re-grounding variant given: map a class to a text (joy='cheerful and content') "
                          "or give a template")
+    from tinyemo_core.evaluate.regrounding import untrained_texts
+    from tinyemo_core.stages.predict import trained_status
+
+    trained, recorded, calibration = trained_status(run_dir, [], calibrated)  # recorded: None = unknown
+    margin = calibration["margin"] if calibration else 0.0
     table = read_label_table(Path(label_table))
     model = load_projector(run_dir, which=which)
     splits = {n: load_split(n, Path(manifests[n]), stores[n], "test") for n in datasets}
@@ -191,16 +200,24 @@ def reground(
     lookup = label_vectors(backbone, backbone_name, storage_root, sorted(needed))
     vectors = {**run_texts, **lookup.vectors}
     report: dict[str, Any] = {"variants": {k: v.model_dump() for k, v in variants.items()}, "datasets": {},
-                              "embedded": lookup.embedded, "cached": lookup.cached}
+                              "embedded": lookup.embedded, "cached": lookup.cached,
+                              "calibration": None if calibration is None else
+                              {"method": calibration["method"], "margin": margin},
+                              "untrained": {v: untrained_texts([t for (vv, _), m in texts.items() if vv == v
+                                                                for t in m.values()],
+                                                               None if recorded is None else trained)
+                                            for v in variants}}
     cols: dict[str, list] = {"dataset": [], "sample_id": [], "true_label": [], "baseline": []}
     cols.update({f"pred:{v}": [] for v in variants})
     md = ["# Re-grounding without retraining (TinyEmo Table VII)", ""]
+    md += _training_notes(report["untrained"], report["calibration"])
     for name, split in splits.items():
         projected = project(model, split.features)
         base_vecs = table.vectors[label_ids(table, split.candidates, datasets[name].template)]
         base = score_dataset(projected, split.labels, split.candidates, base_vecs, sample_ids=split.image_ids)
         scored = {v: score_with_labels(projected, split.labels, split.candidates, texts[(v, name)], vectors,
-                                       sample_ids=split.image_ids) for v in variants}
+                                       sample_ids=split.image_ids, trained_texts=trained, margin=margin)
+                  for v in variants}
         rows = regrounding_table(base, scored)
         report["datasets"][name] = {"rows": rows, "texts": {v: texts[(v, name)] for v in variants}}
         cols["dataset"] += [name] * base.n
@@ -216,6 +233,20 @@ def reground(
     write_atomic(out_dir / REGROUNDING_MD, lambda p: p.write_text("\n".join(md)))
     write_json(out_dir / REGROUNDING, report)
     return {"out_dir": str(out_dir), "computed": True, **report}
+
+
+def _training_notes(untrained: dict[str, list[str] | None], calibration: dict | None) -> list[str]:
+    """Lines naming the texts the run never trained on (per variant) and the calibration applied."""
+    out = []
+    for variant, texts in untrained.items():
+        if texts is None:
+            out.append(f"- {variant}: the run does not record its trained texts (trained before they were)")
+        elif texts:
+            out.append(f"- {variant}: never trained on: {', '.join(texts)}")
+    if calibration:
+        out.append(f"- calibration: {calibration['method']}, margin {calibration['margin']:.3f} subtracted "
+                   "from the scores of texts the run trained on")
+    return [*out, ""] if out else []
 
 
 def _regrounding_md(name: str, rows: list[dict], variants: list[str]) -> list[str]:

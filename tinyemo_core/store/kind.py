@@ -125,7 +125,7 @@ def read_provenance(folder: Path) -> dict | None:
 
 
 def store_kinds() -> list[type[StoreKind]]:
-    """Every registered store kind (import :mod:`tinyemo_core.store.kinds` first to register them all)."""
+    """Every registered store kind (import :mod:`tinyemo_core.store.inventory` first to register them all)."""
     return list(_KINDS)
 
 

@@ -45,7 +45,23 @@ def test_interpret_flows_and_cache(demo: Path, prefect_harness) -> None:
     assert ablation["n"] > 0 and len(ablation["largest"]) > 0 and Path(ablation["png"]).exists()
     report = bias_report(config=str(demo), profile="demo")
     text = Path(report["markdown"]).read_text()
-    assert "joy" in text and report["artifacts"]["counterfactual"]["verdict"]
+    # retrieval for the text "joy": k=4 ranked rows, nearest first, each shown in the report
+    similar = report["artifacts"]["similar"]
+    assert [r["rank"] for r in similar] == [1, 2, 3, 4]
+    distances = [r["distance"] for r in similar]
+    assert distances == sorted(distances) and all(0.0 <= d <= 2.0 for d in distances)
+    assert "## 1. Retrieval: 4 nearest to text `joy`" in text
+    assert all(f"| {r['rank']} | {r['image_id'][:12]} | {r['label']} | {r['distance']:.3f} |" in text
+               for r in similar)
+    # the two watermark pairs: both compared, before/after predictions counted, the verdict follows the rates
+    cf = report["artifacts"]["counterfactual"]
+    assert cf["pairs"] == 2
+    assert sum(cf["distribution_before"].values()) == sum(cf["distribution_after"].values()) == 2
+    expected = ("the bias changes the decision" if cf["flip_rate"] > cf["thresholds"]["flip_threshold"] else
+                "bias present in the embedding space; the decision is unchanged"
+                if cf["embedding_shift_rate"] >= cf["thresholds"]["shift_share"] else
+                "no measurable effect on the embedding or the decision")
+    assert cf["verdict"] == expected and f"**Verdict: {expected}**" in text
     again = neuron_atlas(config=str(demo), profile="demo")
     assert not again["computed"] and again["markdown"] == atlas["markdown"]
 

@@ -200,5 +200,29 @@ def test_ablation_and_bias_report(world, tmp_path) -> None:
     for heading in headings:
         assert heading in text
     assert all(Path(f).is_file() for f in desc["files"])
-    assert desc["artifacts"]["ablation"] and desc["artifacts"]["counterfactual"]["pairs"] == 1
+    # the numbers, against an independent computation: the projector's own predictions over the 24 images
+    from tinyemo_core.stages.interpret import text_vectors
+    from tinyemo_core.stages.predict import config_for_run
+
+    labels = sorted(CLASSES)
+    lvec = text_vectors(config_for_run(world["cfg"], world["run"]), labels)
+    with torch.no_grad():
+        emb = world["model"](torch.from_numpy(world["features"])).numpy()
+    predicted = [labels[i] for i in (emb @ (lvec / np.linalg.norm(lvec, axis=1, keepdims=True)).T).argmax(1)]
+    truth = [lab for _, lab, _ in world["items"]]
+    baseline = float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
+    assert f"Baseline accuracy {100 * baseline:.2f}% on 24 images (train, test)" in text
+    largest = desc["artifacts"]["ablation"]
+    assert all(r["delta"] == pytest.approx(r["accuracy"] - baseline) for r in largest)
+    # retrieval of image 0: itself first, at distance 0, with its label
+    first = desc["artifacts"]["similar"][0]
+    assert first["image_id"] == world["ids"][0] and first["distance"] == pytest.approx(0.0, abs=1e-4)
+    assert f"| 1 | {world['ids'][0][:12]} | joy | 0.000 |" in text
+    # the counterfactual pair (image 0 -> image 9): its predictions are the projector's for those images
+    summary = desc["artifacts"]["counterfactual"]
+    assert summary["pairs"] == 1
+    assert summary["distribution_before"] == {predicted[0]: 1}
+    assert summary["distribution_after"] == {predicted[9]: 1}
+    assert summary["flip_rate"] == float(predicted[0] != predicted[9])
+    assert f"{predicted[0]} -> {predicted[9]} |" in text
     assert not bias_report(world["cfg"], world["run"], spec)["computed"]

@@ -213,6 +213,12 @@ def check_evaluate_generated(cfg: RunConfig, model: str | None, flow: str | None
     subject = f"profiles.{cfg.profile}.evaluate_generated"
     found = resources.check_device(subject, "evaluate_generated.device", spec.device,
                                    heavy=spec.model != "tiny")
+    if getattr(spec, "load_in_4bit", False) and not resources.cuda_available():
+        found.append(Finding("device", subject, "evaluate_generated.load_in_4bit needs CUDA (bitsandbytes)",
+                             "run on a GPU host or --set evaluate_generated.load_in_4bit=false"))
+    scorer = spec.clipscore.encoder if spec.clipscore is not None else None
+    if scorer and scorer in cfg.flows.encoders:
+        found += models.check_encoder(scorer, cfg.flows.encoders[scorer])
     if flow == "full-pipeline" or (spec.model in RUN_MODELS and spec.model != "tiny"):
         return found
     if spec.resolved_backend() == "openai":

@@ -87,7 +87,7 @@ class _Models:
     def family(self, ref: str, where: str) -> str:
         from tinyemo_core.tinymodels import FAMILIES, family_for
 
-        found = family_for(ref)
+        found = family_for(ref) or _closed_stand_in(ref)
         if found is None:
             raise SmokeError(f"{where}: no tiny family stands in for {ref!r} (tinyemo_core.tinymodels knows "
                              f"{', '.join(FAMILIES)}); a smoke run cannot replace it")
@@ -117,6 +117,31 @@ class _Models:
         server = ServedModel(folder, ref, free_port())
         self.plan.servers.append(server)
         return server
+
+
+# Closed API models have no weights to shrink: a served tiny LLaVA-1.5 (Llama tokenizer) answers their
+# text-only requests under the same model id (EmoVIT's GPT-4 writes Q&A from captions + attributes)
+CLOSED_TEXT_MODELS = ("gpt-4", "gpt-3.5", "gpt-4o", "o1", "claude")
+CLOSED_STAND_IN = "llava-1.5"
+
+
+def _closed_stand_in(ref: str) -> str | None:
+    return CLOSED_STAND_IN if ref.lower().startswith(CLOSED_TEXT_MODELS) else None
+
+
+def _without_cuda(block: dict[str, Any], keys: tuple[str, ...], where: str,
+                  plan: SmokePlan) -> dict[str, Any]:
+    """4-bit loading needs CUDA + bitsandbytes; a smoke run on a CPU host loads full precision (recorded)."""
+    from tinyemo_core.preflight.resources import cuda_available
+
+    if cuda_available():
+        return block
+    for key in keys:
+        if block.get(key):
+            block = {**block, key: False}
+            plan.replaced.append({"field": f"{where}.{key}", "original": "true",
+                                  "stand_in": "false (no CUDA here: 4-bit needs bitsandbytes on CUDA)"})
+    return block
 
 
 def _encoder(entry: dict[str, Any], name: str, models: _Models) -> dict[str, Any]:
@@ -169,6 +194,14 @@ def _reasoning(spec: dict[str, Any], where: str, models: _Models) -> dict[str, A
                 model[key] = str(models.folder_for(str(model[key]), f"{where}.model.{key}"))
         model["revision"] = None
     spec["model"] = model
+    for stage in ("pretrain", "finetune", "normal"):
+        block = spec.get(stage)
+        if isinstance(block, dict) and isinstance(block.get("train"), dict) and isinstance(
+            block["train"].get("lora"), dict
+        ):
+            lora = _without_cuda(block["train"]["lora"], ("quantize_4bit",), f"{where}.{stage}.train.lora",
+                                 models.plan)
+            spec[stage] = {**block, "train": {**block["train"], "lora": lora}}
     return spec
 
 
@@ -229,6 +262,9 @@ def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> Sm
     spec = cfg.spec
     grid = spec.grid if spec.grid is not None and flow == "encoder-backbone-grid" else None
     encoders = {spec.encoder, *(grid.encoders if grid else [])}
+    judged_spec = spec.evaluate_generated
+    if judged_spec is not None and judged_spec.clipscore is not None and judged_spec.clipscore.encoder:
+        encoders.add(judged_spec.clipscore.encoder)  # CLIPScore's own CLIP (Hessel et al.'s ViT-B/32)
     if spec.reasoning is not None and spec.reasoning.patch_encoder:
         encoders.add(spec.reasoning.patch_encoder)
     data["encoders"] = dict(data["encoders"])
@@ -248,11 +284,14 @@ def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> Sm
     if isinstance(profile.get("reasoning"), dict):
         profile["reasoning"] = _reasoning(profile["reasoning"], f"{where}.reasoning", models)
     judged = profile.get("evaluate_generated")
-    if isinstance(judged, dict) and judged.get("model") not in (None, *RUN_MODELS) and not (
-        str(judged["model"]).startswith(("/", ".", "~"))
-    ):
-        server = models.served(str(judged["model"]), f"{where}.evaluate_generated.model")
-        profile["evaluate_generated"] = {**judged, "base_url": server.base_url}
+    if isinstance(judged, dict):
+        judged = _without_cuda(judged, ("load_in_4bit",), f"{where}.evaluate_generated", plan)
+        if judged.get("model") not in (None, *RUN_MODELS) and not (
+            str(judged["model"]).startswith(("/", ".", "~"))
+        ):
+            server = models.served(str(judged["model"]), f"{where}.evaluate_generated.model")
+            judged = {**judged, "base_url": server.base_url}
+        profile["evaluate_generated"] = judged
     plan.config_path.write_text(
         "# Written by `tinyemo run --smoke` (tinyemo_core.smoke): not a real profile; its stores are smoke.\n"
         + yaml.safe_dump(data, sort_keys=False))

@@ -8,31 +8,20 @@ a temporary name and renamed: ``report.json`` there means complete).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.data.emotic_boxes import boxes_root
-from tinyemo_core.data.emotic_persons import VAD_WORDS
 from tinyemo_core.encoders.specs import VisionEncoderSpec
 from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.identity import local_model_fingerprint
-from tinyemo_core.judge import emotic as E
-from tinyemo_core.judge.metrics import (
-    group_means,
-    instruction_sensitivity,
-    map_scores,
-    multilabel_targets,
-    score_single_label,
-    vad_bin_mae,
-)
-from tinyemo_core.judge.parse import parse_label
+from tinyemo_core.judge.clipscore import ClipScorer
+from tinyemo_core.judge.emotic import person_items
 from tinyemo_core.judge.plan import EvalItem, chains_for, instruction_id, load_items
-from tinyemo_core.judge.prompts import default_instruction
+from tinyemo_core.judge.recipes import judge_recipe
+from tinyemo_core.judge.scoring import clipscore_summary, likelihood_map, score_answers
 from tinyemo_core.judge.spec import TRANSPORT_FIELDS, EvaluateGeneratedSpec
 from tinyemo_core.stages.emotic import read_persons, render_persons
 from tinyemo_core.store.answers import answers_dir, answers_root
@@ -106,7 +95,7 @@ def templates(spec: EvaluateGeneratedSpec) -> list[str]:
     """The classification prompts (none with ``accuracy: false``: only CLIPScore is asked)."""
     if not spec.accuracy:
         return []
-    return list(spec.instructions) or [default_instruction(spec.recipe)]
+    return list(spec.instructions) or [judge_recipe(spec.recipe).instruction]
 
 
 def fingerprint(
@@ -169,13 +158,14 @@ def evaluate_generated(
         )
     gen = generator or make_generator(spec)
     gen_spec = spec.generation_spec()
+    judging = judge_recipe(spec.recipe)
     items: dict[str, list[EvalItem]] = {}
     labels: dict[str, list[str]] = {}
     for n in names:
-        if spec.recipe == "llava-emotic":  # one item per annotated person, its red-box image (the poster)
+        if judging.per_person:  # one item per annotated person, its red-box image (LLaVA on EMOTIC)
             persons = render_persons(n, Path(manifests[n]), datasets[n].root, storage_root)
-            items[n], labels[n] = E.person_items(n, read_persons(Path(persons["dir"])).to_pylist(),
-                                                 boxes_root(storage_root), spec.split, spec.max_images)
+            items[n], labels[n] = person_items(n, read_persons(Path(persons["dir"])).to_pylist(),
+                                               boxes_root(storage_root), spec.split, spec.max_images)
         else:
             split = scored_split(spec.split, datasets[n], roles.get(n))
             items[n], labels[n] = load_items(n, Path(manifests[n]), datasets[n].root, split, spec.max_images)
@@ -237,7 +227,8 @@ def evaluate_generated(
         k: [r.texts[0] if r.status == "ok" else None for r in collect(cs, gen_spec, adir, gen.fingerprint)]
         for k, cs in chains.items()
     }
-    summary, confusions, rows = _score(spec, names, tmpl, items, labels, texts, roles)
+    summary, confusions, rows = score_answers(judging, names, tmpl, items, labels, texts, roles,
+                                              synonyms=spec.synonyms, several=spec.several)
     summary.update(
         model=spec.model,
         model_fingerprint=gen.fingerprint,
@@ -247,15 +238,18 @@ def evaluate_generated(
         instructions=tmpl,
         fingerprint=fp,
     )
-    if spec.recipe == "llava-emotic" and spec.likelihood_map and hasattr(gen, "processor"):
+    if judging.likelihood_map and spec.likelihood_map and hasattr(gen, "processor"):
         for n in names:
-            summary["datasets"][n]["mAP_likelihood"] = _likelihood_map(
-                gen, spec, items[n], labels[n], tmpl[0]
+            summary["datasets"][n]["mAP_likelihood"] = likelihood_map(
+                gen.model, gen.processor, items[n], labels[n], tmpl[0], spec.answer_prefix
             )
     if clip_chains:
         cspec = spec.generation_spec(spec.clipscore.max_tokens)
-        summary["clipscore"] = _clipscore(
-            spec, encoder, feature_stores or {}, items, clip_chains, cspec, adir, gen.fingerprint
+        if encoder is None:
+            raise ValueError("evaluate_generated.clipscore needs the profile's encoder (an open_clip model)")
+        summary["clipscore"] = clipscore_summary(
+            ClipScorer(encoder), spec.clipscore.prompt, spec.clipscore.references, feature_stores or {},
+            _encoder_fp(encoder), items, clip_chains, cspec, adir, gen.fingerprint,
         )
         for n, d in summary["clipscore"]["datasets"].items():
             summary["datasets"][n].update(clip_score=d["clip_score"], ref_clip_score=d.get("ref_clip_score"))
@@ -278,111 +272,17 @@ def evaluate_generated(
     }
 
 
-def _score(spec, names, tmpl, items, labels, texts, roles):
-    summary: dict[str, Any] = {"datasets": {}}
-    confusions, rows, acc_by = {}, [], {}
-    scale = VAD_WORDS if spec.recipe == "llava-emotic" else None
-    for n in names:
-        d: dict[str, Any] = {"role": roles.get(n, "held_out"), "n": len(items[n])}
-        for k, t in enumerate(tmpl):
-            answers = texts[(n, instruction_id(t))]
-            if spec.recipe == "llava-emotic":
-                if k == 0:
-                    d.update(_score_emotic(items[n], labels[n], answers, scale, rows, n, instruction_id(t)))
-                continue
-            parsed = [
-                None if a is None else parse_label(a, labels[n], recipe=spec.recipe, synonyms=spec.synonyms)
-                for a in answers
-            ]
-            s = score_single_label([it.label for it in items[n]], parsed, labels[n], several=spec.several)
-            acc_by.setdefault(n, {})[instruction_id(t)] = s.accuracy
-            if k == 0:
-                d.update({kk: v for kk, v in s.to_dict().items() if kk not in ("candidates",)})
-                confusions[n] = (labels[n], s.confusion)
-            rows += [
-                {
-                    "dataset": n,
-                    "instruction": instruction_id(t),
-                    "sample_id": it.sample_id,
-                    "true": [it.label],
-                    "answer": a,
-                    "status": st,
-                    "predicted": [p] if p else [],
-                    "correct": p == it.label,
-                }
-                for it, a, st, p in zip(items[n], answers, s.statuses, s.predicted, strict=True)
-            ]
-        summary["datasets"][n] = d
-    if acc_by:
-        summary["means"] = group_means({n: v[instruction_id(tmpl[0])] for n, v in acc_by.items()}, roles)
-        if len(tmpl) > 1:
-            summary["sensitivity"] = instruction_sensitivity(acc_by)
-    return summary, confusions, rows
-
-
-def _score_emotic(items, cats, answers, scale, rows, name, instr) -> dict[str, Any]:
-    predicted = [E.parse_categories(a or "", cats) for a in answers]
-    targets = multilabel_targets([it.labels for it in items], cats)
-    binary = multilabel_targets(predicted, cats).astype(np.float64)
-    out: dict[str, Any] = {
-        "mAP_generated": map_scores(binary, targets, cats)["mAP"],
-        "n_failed": sum(a is None for a in answers),
-        "n_none": sum(not p for p in predicted),
-    }
-    if scale is not None and all(it.vad is not None for it in items):
-        pv = [E.parse_vad(a or "", scale) for a in answers]
-        mae = vad_bin_mae(pv, [[E.vad_bin(v) for v in it.vad] for it in items])
-        out.update(vad_mae=mae["mean"], vad=mae)
-    else:
-        out["vad_note"] = "not scored: no V/A/D word scale (tinyemo_core.generate.emotic_export.VAD_WORDS)"
-    rows += [
-        {
-            "dataset": name,
-            "instruction": instr,
-            "sample_id": it.sample_id,
-            "true": list(it.labels),
-            "answer": a,
-            "status": "failed" if a is None else ("ok" if p else "none"),
-            "predicted": p,
-            "correct": set(p) == set(it.labels),
-        }
-        for it, a, p in zip(items, answers, predicted, strict=True)
-    ]
-    return out
-
-
 def _refuse_served_likelihood(spec: EvaluateGeneratedSpec, gen: Any) -> None:
     """Likelihood mAP scores every category's log-probability with the model in process; a served model
     cannot do that through the chat API, so the combination is refused before anything is sent."""
     explicit = "likelihood_map" in spec.model_fields_set  # the default (True) means "when in process"
-    if spec.recipe == "llava-emotic" and spec.likelihood_map and explicit and not hasattr(gen, "processor"):
+    if judge_recipe(spec.recipe).likelihood_map and spec.likelihood_map and explicit and not hasattr(
+        gen, "processor"
+    ):
         raise ValueError(
             "evaluate_generated.likelihood_map needs the model in process (a saved folder as "
             f"evaluate_generated.model); {spec.model!r} is served over HTTP: set likelihood_map: false"
         )
-
-
-def _likelihood_map(gen, spec, items, cats, template) -> float:
-    from PIL import Image
-
-    from tinyemo_core.judge.likelihood import category_log_likelihoods
-    from tinyemo_core.judge.prompts import render_instruction
-
-    prompt = render_instruction(template, cats)
-    scores = []
-    for it in items:
-        with Image.open(it.image_path) as im:
-            scores.append(
-                category_log_likelihoods(
-                    gen.model,
-                    gen.processor,
-                    prompt,
-                    im.convert("RGB"),
-                    cats,
-                    answer_prefix=spec.answer_prefix,
-                )
-            )
-    return map_scores(np.array(scores), multilabel_targets([it.labels for it in items], cats), cats)["mAP"]
 
 
 def _encoder_fp(encoder: VisionEncoderSpec | None) -> str | None:
@@ -390,55 +290,3 @@ def _encoder_fp(encoder: VisionEncoderSpec | None) -> str | None:
 
     return encoder_fingerprint(encoder) if encoder is not None else None
 
-
-def _clipscore(spec, encoder, stores, items, clip_chains, cspec, adir, model_fp) -> dict[str, Any]:
-    from tinyemo_core.generate.runner import collect
-    from tinyemo_core.judge.clipscore import ClipScorer, score_texts
-    from tinyemo_core.judge.references import load_references
-
-    if encoder is None:
-        raise ValueError("evaluate_generated.clipscore needs the profile's encoder (an open_clip model)")
-    scorer = ClipScorer(encoder)
-    source_refs = spec.clipscore.references
-    refs = (load_references(source_refs) if source_refs not in (None, "dataset")
-            else {it.sample_id: list(it.references) for its in items.values() for it in its}
-            if source_refs == "dataset" else None)
-    enc_fp, source, out = _encoder_fp(encoder), set(), {}
-    for n, cs in clip_chains.items():
-        res = collect(cs, cspec, adir, model_fp)
-        keep = [(it, r.texts[0]) for it, r in zip(items[n], res, strict=True) if r.status == "ok"]
-        ids = [it.sample_id for it, _ in keep]
-        store = stores.get(n)
-        if store is not None and store.encoder_fingerprint == enc_fp and store.manifest() is not None:
-            _, feats = store.load(ids)
-            source.add("feature store (no image forward pass)")
-        else:
-            feats = scorer.encode_images([it.image_path for it, _ in keep])
-            source.add("recomputed (image forward pass)")
-        r_lists = None
-        if refs is not None:
-            missing = [i for i in ids if not refs.get(i)]
-            if missing:
-                raise KeyError(
-                    f"clipscore.references has no reference for {len(missing)} images of {n!r} "
-                    f"(e.g. {missing[0]})"
-                )
-            r_lists = [refs[i] for i in ids]
-        res_n = score_texts(scorer, np.asarray(feats, np.float32), [t for _, t in keep], r_lists)
-        out[n] = {
-            "n": res_n["n"],
-            "n_failed": len(cs) - len(keep),
-            "clip_score": res_n["clip_score"],
-            "ref_clip_score": res_n.get("ref_clip_score"),
-        }
-        meta = res_n
-    return {
-        "clip_model": scorer.name,
-        "w": meta["w"],
-        "prefix": meta["prefix"],
-        "truncation_tokens": meta["truncation_tokens"],
-        "prompt": spec.clipscore.prompt,
-        "image_features": ", ".join(sorted(source)),
-        "datasets": out,
-        "mean_clip_score": float(np.mean([d["clip_score"] for d in out.values()])) if out else math.nan,
-    }

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tinyemo_core.config import DatasetSpec, RunConfig
 from tinyemo_core.data.adapters import ADAPTERS
+from tinyemo_core.finetune.recipes import recipe_info
 from tinyemo_core.preflight import models, resources
 from tinyemo_core.preflight.findings import Finding, errors
 
@@ -71,7 +72,7 @@ def _dataset_specs(cfg: RunConfig, parts: frozenset[str]) -> dict[str, DatasetSp
     if "evaluate_generated" in parts and cfg.spec.evaluate_generated is not None:
         named += cfg.spec.evaluate_generated.datasets
     reasoning = cfg.spec.reasoning
-    if "reasoning" in parts and reasoning is not None and reasoning.recipe == "llava-emotic":
+    if "reasoning" in parts and reasoning is not None and recipe_info(reasoning.recipe).exports == "emotic":
         named += [n for n, d in cfg.datasets.items() if d.layout == "emotic"]
     base = cfg.config_path.parent
     for name in named:
@@ -315,7 +316,8 @@ def preflight(cfg: RunConfig, flow: str | None = None, *, model: str | None = No
     report.findings += check_datasets(cfg, specs)
     report.findings += check_models(cfg, parts)
     if "generation" in parts and not (
-        cfg.spec.reasoning is not None and cfg.spec.reasoning.recipe == "llava-emotic" and flow is not None
+        cfg.spec.reasoning is not None and recipe_info(cfg.spec.reasoning.recipe).exports == "emotic"
+        and flow is not None
     ):
         report.findings += check_generation(cfg)
     if "reasoning" in parts:

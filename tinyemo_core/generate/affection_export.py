@@ -15,12 +15,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tinyemo_core.judge.prompts import REASONING_PROMPT
 from tinyemo_core.store.manifests import read_manifest
 
 from .export import _record, write_json
 
 KIND = "affection"
+#: TinyEmo Table VI's question (the LLaVA pairs ask it; CLIPScore judges the answers to it)
+REASONING_PROMPT = "What does this image make you feel?"
 
 
 def affection_records(manifest: Path, prompt: str = REASONING_PROMPT) -> dict[str, list[dict]]:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from tinyemo_core.data.emotic_persons import PERSON_PROMPT
 from tinyemo_core.generate import prompts as P
+from tinyemo_core.generate.affection_export import REASONING_PROMPT  # TinyEmo Table VI
 
-REASONING_PROMPT = "What does this image make you feel?"  # TinyEmo Table VI
 EMOTIC_PERSON_PROMPT = PERSON_PROMPT  # the export's emotions_vad question
 
 

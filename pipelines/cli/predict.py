@@ -35,11 +35,16 @@ def predict_command(
     ] = None,
     top: Annotated[int, typer.Option(help="show the best K labels per image (0: all)", min=0)] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    calibrated: Annotated[
+        bool, typer.Option("--calibrated", help="apply the run's calibration (label-transfer runs): "
+                           "its margin is subtracted from the words it trained on")
+    ] = False,
     config: ConfigOpt = Path("flows.yaml"),
     profile: ProfileOpt = "demo",
     overrides: SetOpt = None,
 ) -> None:
-    """Rank emotions for images with a trained projector run (cosine to each label embedding)."""
+    """Rank emotions for images with a trained projector run (cosine to each label embedding); words the
+    run never trained on are named."""
     from tinyemo_core.stages import predict as core
 
     try:
@@ -48,7 +53,8 @@ def predict_command(
         cfg = core.config_for_run(cfg, run_dir, overrides or [])
         pairs = core.label_set(cfg, labels, taxonomy, template)
         preds, info = core.predict(
-            core.image_paths(images), run_dir, cfg, pairs, which=cfg.spec.evaluation.checkpoint
+            core.image_paths(images), run_dir, cfg, pairs, which=cfg.spec.evaluation.checkpoint,
+            calibrated=calibrated,
         )
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
@@ -70,6 +76,7 @@ def _print_tables(preds: list, info: dict, n_labels: int, k: int) -> None:
         f"run [bold]{Path(info['run']).name}[/bold] · {info['encoder']} · {info['backbone']} · "
         f"{n_labels} labels ({info['labels_embedded']} newly embedded)"
     )
+    _print_training_notes(info)
     for p in preds:
         if p.error:
             console.print(f"[red]{p.image}: {p.error}[/red]")
@@ -84,6 +91,21 @@ def _print_tables(preds: list, info: dict, n_labels: int, k: int) -> None:
         console.print(table)
 
 
+def _print_training_notes(info: dict) -> None:
+    """Which words the run never trained on, and the calibration applied (if any)."""
+    untrained = info.get("untrained")
+    if untrained is None:
+        console.print("[yellow]this run does not record its trained label texts: cannot tell which words "
+                      "it never trained on[/yellow]")
+    elif untrained:
+        console.print(f"[yellow]never trained on: {', '.join(untrained)}[/yellow] (their scores compete "
+                      "with trained words' higher ones; see --calibrated)")
+    if info.get("calibration"):
+        cal = info["calibration"]
+        console.print(f"calibration: {cal['method']}, margin {cal['margin']:.3f} subtracted from the scores "
+                      "of trained words")
+
+
 def reground_command(
     maps: Annotated[
         list[str] | None,
@@ -94,6 +116,10 @@ def reground_command(
     template: Annotated[
         str | None, typer.Option(help="a new label template, e.g. 'a photo of {label}'")
     ] = None,
+    calibrated: Annotated[
+        bool, typer.Option("--calibrated", help="apply the run's calibration (label-transfer): its margin "
+                           "is subtracted from the texts it trained on")
+    ] = False,
     config: ConfigOpt = Path("flows.yaml"),
     profile: ProfileOpt = "demo",
     overrides: SetOpt = None,
@@ -115,9 +141,11 @@ def reground_command(
         load_config(config, profile, overrides or [])
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    result = reground_labels(
-        config=str(config), profile=profile, overrides=overrides or [], variants=variants
-    )
+    try:
+        result = reground_labels(config=str(config), profile=profile, overrides=overrides or [],
+                                 variants=variants, calibrated=calibrated)
+    except ValueError as exc:  # e.g. --calibrated on a run without calibration.json
+        raise _fail(str(exc)) from None
     console.print(Path(result["markdown"]).read_text())
     console.print(f"Report: [bold]{result['markdown']}[/bold]")
 

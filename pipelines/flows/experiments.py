@@ -162,8 +162,10 @@ def reground_labels(
     profile: str = "demo",
     overrides: list[str] | None = None,
     variants: dict[str, dict[str, Any]] | None = None,
+    calibrated: bool = False,
 ) -> dict:
     """Evaluate the profile's trained projector with other label texts, without retraining (Table VII).
+    ``calibrated``: apply the run's calibration (stacking margin off the texts it trained on).
 
     ``variants``: name -> ``{"texts": {"joy": "cheerful and content"}}`` and/or
     ``{"template": "a photo evoking {label}"}``.
@@ -183,6 +185,10 @@ def reground_labels(
               "templates": {n: s.template for n, s in cfg.datasets.items()},
               "features": feature_hashes(stores),
               "manifests": {n: d["content_hash"] for n, d in manifests.items()}}
+    if calibrated:  # in the folder's fingerprint only when asked: earlier tables keep their folders
+        from tinyemo_core.projector.io import read_calibration
+
+        detail["calibration"] = read_calibration(Path(train["run_dir"]))
     store = ExperimentStore(cfg.storage_root)
     plan = store.plan("reground", detail)
     out_dir = plan.path
@@ -191,7 +197,7 @@ def reground_labels(
         run_dir=Path(train["run_dir"]), which=which, datasets=cfg.datasets,
         manifests={n: d["manifest"] for n, d in manifests.items()}, stores=stores,
         label_table=label_desc["table"], backbone=cfg.backbone, backbone_name=cfg.backbone_name,
-        storage_root=cfg.storage_root, variants=parsed, out_dir=out_dir,
+        storage_root=cfg.storage_root, variants=parsed, out_dir=out_dir, calibrated=calibrated,
     )
     create_markdown_artifact(store.markdown(out_dir), key="reground", description=f"Re-grounding: {out_dir}")
     return {**desc, "run_dir": train["run_dir"], "markdown": str(store.markdown_path(out_dir))}

@@ -19,10 +19,12 @@ from pipelines.flows.steps import (
     ensure_features,
     ensure_labels,
     ensure_manifests,
+    ensure_training,
     feature_hashes,
 )
 from pipelines.runtime.caching import CACHED, recorded, up_to_date
 from tinyemo_core.config import RunConfig
+from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.projector.transfer_spec import LabelTransferSpec
 from tinyemo_core.stages import label_transfer as stage
 from tinyemo_core.stages import word_demo
@@ -44,6 +46,12 @@ def transfer_train_task(key: str, **kwargs: Any) -> dict:
 @recorded
 def calibrate_task(key: str, **kwargs: Any) -> dict:
     return stage.calibrate(**kwargs)
+
+
+@task(name="label-transfer-calibrate-profile-run", **CACHED)
+@recorded
+def calibrate_profile_run_task(key: str, **kwargs: Any) -> dict:
+    return stage.calibrate_from_folds(**kwargs)
 
 
 @task(name="label-transfer-report", **CACHED)
@@ -142,12 +150,14 @@ def label_transfer(config: str = "flows.yaml", profile: str = "demo", overrides:
     for name in names:
         for fold in stage.plan_folds(name, dataset_labels(Path(manifests[name]["manifest"])), spec):
             run = ensure_transfer_run(cfg, name, fold.seen, details[name], label_desc, inputs, with_val=True)
-            margin = None
+            margin, cal = None, None
             if fold.pseudo_unseen:
                 cal = ensure_calibration(cfg, fold, run["run_dir"], details[name], label_desc, inputs, spec)
                 margin = cal["margin"]
+            picked = None if cal is None else {"margin": cal["margin"], "fingerprint": cal["fingerprint"]}
             jobs.append({"dataset": name, "fold": fold.to_dict(), "run_dir": run["run_dir"],
-                         "margin": margin})
+                         "margin": margin, "calibration": picked})
+    profile_run = ensure_profile_run_calibration(cfg, names, jobs, manifests, stores, label_desc)
     training = cfg.spec.training
     mixup = f", word mixup {training.word_mixup.model_dump()}" if training.word_mixup else ""
     settings = {"training": f"loss {training.loss}, {training.epochs} epochs{mixup}",
@@ -159,7 +169,25 @@ def label_transfer(config: str = "flows.yaml", profile: str = "demo", overrides:
     desc = up_to_date(plan, lambda p: stage.read_report(p.path), report_task, scope=cfg.storage_root,
                       jobs=jobs, inputs=inputs, which=which, settings=settings, out_dir=plan.path)
     publish(desc)
-    return desc
+    return {**desc, "profile_run": profile_run}
+
+
+def ensure_profile_run_calibration(cfg: RunConfig, names: list[str], jobs: list[dict], manifests: dict,
+                                   stores: dict, label_desc: dict) -> dict | None:
+    """With stacking, and when the profile trains on exactly the one dataset studied here, its own run
+    (``tinyemo run train-projector``) gets the mean fold margin, so ``tinyemo predict --calibrated`` and
+    ``tinyemo reground --calibrated`` can apply it."""
+    held_in = [n for n, r in cfg.roles.items() if r == "held_in"]
+    margins = [j["calibration"] for j in jobs if j["calibration"] is not None]
+    if len(held_in) != 1 or held_in != names or not margins:
+        return None
+    run = ensure_training(cfg, manifests, stores, label_desc)
+    fp = step_fingerprint("label_transfer", "profile-run", Path(run["run_dir"]).name,
+                          [c["fingerprint"] for c in margins])
+    plan = stage.plan_calibration(Path(run["run_dir"]), fp)
+    cal = up_to_date(plan, stage.read_calibration, calibrate_profile_run_task, scope=cfg.storage_root,
+                     run_dir=Path(run["run_dir"]), fold_calibrations=margins, fingerprint=fp)
+    return {"run_dir": run["run_dir"], "margin": cal["margin"]}
 
 
 def publish(desc: dict) -> None:

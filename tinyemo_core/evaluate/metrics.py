@@ -56,8 +56,12 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def score_dataset(projected: np.ndarray, true_labels: Sequence[str], candidates: Sequence[str],
-                  candidate_vectors: np.ndarray, *, sample_ids: Sequence[str] | None = None) -> DatasetScore:
+                  candidate_vectors: np.ndarray, *, sample_ids: Sequence[str] | None = None,
+                  score_offsets: np.ndarray | None = None) -> DatasetScore:
     """Score every sample: prediction = the candidate with the highest cosine to the projected image.
+
+    ``score_offsets`` (one per candidate) are added to the cosines before ranking (calibrated stacking:
+    minus the run's margin for the words it trained on, docs/projector.md).
 
     Exact string equality decides correctness (the reference's substring test counted "sad" as right for
     "sadness"); every row is scored (no ``drop_last``). ``candidates`` are the dataset's own label set.
@@ -75,6 +79,8 @@ def score_dataset(projected: np.ndarray, true_labels: Sequence[str], candidates:
                          "a dataset must be scored against a label set that contains its labels")
     vectors = _normalise(candidate_vectors)
     cos = _normalise(projected) @ vectors.T if len(projected) else np.zeros((0, len(candidates)), np.float32)
+    if score_offsets is not None:
+        cos = cos + np.asarray(score_offsets, dtype=cos.dtype)[None, :]
     ranking = np.argsort(-cos, axis=1, kind="stable")
     ranking_scores = np.take_along_axis(cos, ranking, axis=1)
     predicted = [candidates[i] for i in ranking[:, 0]] if len(cos) else []

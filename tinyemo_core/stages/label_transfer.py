@@ -202,6 +202,20 @@ def calibrate(name: str, spec: DatasetSpec, manifest: str, store: FeatureStore, 
     return {**calibration, "computed": True}
 
 
+def calibrate_from_folds(run_dir: Path, fold_calibrations: list[dict[str, Any]], fingerprint: str
+                         ) -> dict[str, Any]:
+    """Give the profile's own run (trained on every class) the mean of its folds' margins: each was chosen
+    on training data only, for a run trained the same way on most of the same classes."""
+    from tinyemo_core.projector.io import write_calibration
+
+    margins = [c["margin"] for c in fold_calibrations]
+    calibration = {"method": "stacking", "margin": float(np.mean(margins)), "fingerprint": fingerprint,
+                   "chosen_on": "mean of the label-transfer folds' margins (each chosen on pseudo-unseen "
+                                "training classes)", "fold_margins": margins}
+    write_calibration(run_dir, calibration)
+    return {**calibration, "computed": True}
+
+
 def evaluate_fold(name: str, spec: DatasetSpec, manifest: str, store: FeatureStore, label_table: str,
                   fold: Fold, run_dir: Path, which: str, margin: float | None) -> dict[str, Any]:
     """Score seen classes' test images and every image of the unseen classes over all the fold's words:

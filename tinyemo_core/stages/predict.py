@@ -119,15 +119,21 @@ def predict(
     *,
     which: str = "best",
     batch_size: int | None = None,
+    calibrated: bool = False,
 ) -> tuple[list[Prediction], dict[str, Any]]:
     """Rank ``pairs`` (word, text) for every image; ``cfg`` must carry the run's encoder and backbone
-    (see :func:`config_for_run`). Undecodable images get ``error`` instead of stopping the batch."""
+    (see :func:`config_for_run`). Undecodable images get ``error`` instead of stopping the batch.
+
+    ``info["untrained"]`` lists the words whose text the run never trained on (None when the run predates
+    that record). ``calibrated``: apply the run's calibration (calibrated stacking: its margin is subtracted
+    from the scores of the words it trained on, docs/projector.md); the scores shown are then calibrated."""
     from tinyemo_core.data.images import load_rgb
     from tinyemo_core.encoders.extract import encode_images
     from tinyemo_core.projector.io import load_projector, project
     from tinyemo_core.stages.features import load_encoder
     from tinyemo_core.stages.label_lookup import label_vectors
 
+    trained, untrained, calibration = trained_status(run_dir, pairs, calibrated)
     model = load_projector(run_dir, which=which)  # type: ignore[arg-type]
     lookup = label_vectors(cfg.backbone, cfg.backbone_name, cfg.storage_root, [t for _, t in pairs])
     vectors = lookup.stack([t for _, t in pairs])
@@ -142,11 +148,39 @@ def predict(
                            num_workers=0, progress=False, load_image=load_rgb)
     vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     cos = project(model, result.vectors) @ vectors.T if len(result.vectors) else np.zeros((0, len(pairs)))
+    if calibration is not None:
+        from tinyemo_core.projector.calibration import stack
+
+        cos = stack(cos, [j for j, (_, text) in enumerate(pairs) if text in trained], calibration["margin"])
     words = [w for w, _ in pairs]
     out: list[Prediction] = [Prediction(str(p), [], [], result.errors.get(i)) for i, p in enumerate(paths)]
     for row, i in enumerate(result.ok_index.tolist()):
         order = np.argsort(-cos[row], kind="stable")
         out[i] = Prediction(str(paths[i]), [words[j] for j in order], [float(cos[row, j]) for j in order])
     info = {"run": str(run_dir), "encoder": cfg.encoder_name, "backbone": cfg.backbone_name,
-            "labels_cached": lookup.cached, "labels_embedded": lookup.embedded}
+            "labels_cached": lookup.cached, "labels_embedded": lookup.embedded, "untrained": untrained,
+            "calibration": None if calibration is None else
+            {"method": calibration["method"], "margin": calibration["margin"]}}
     return out, info
+
+
+def trained_status(run_dir: Path, pairs: Sequence[tuple[str, str]], calibrated: bool
+                   ) -> tuple[set[str], list[str] | None, dict[str, Any] | None]:
+    """(texts the run trained on, words of ``pairs`` it never trained on or None when unknown, the run's
+    calibration when ``calibrated``); a clear error when a calibration is asked for and cannot apply."""
+    from tinyemo_core.projector.io import read_calibration, read_trained_labels
+
+    texts = read_trained_labels(run_dir)
+    trained = set(texts or [])
+    untrained = None if texts is None else [w for w, t in pairs if t not in trained]
+    calibration = None
+    if calibrated:
+        calibration = read_calibration(run_dir)
+        if calibration is None:
+            raise ValueError(f"run {run_dir.name} has no calibration.json; calibrated runs come from "
+                             "`tinyemo run label-transfer` with label_transfer.calibration: stacking "
+                             "(docs/experiments.md), or drop --calibrated")
+        if texts is None:
+            raise ValueError(f"run {run_dir.name} does not record which label texts it trained on "
+                             "(trained_labels.json), so its calibration cannot tell seen words; retrain it")
+    return trained, untrained, calibration

@@ -71,6 +71,7 @@ def _llama_ids():
         length,
         {0: "<unk>", 1: "<s>", 2: "</s>", **(extra or {})},
         {"bos": "<s>", "eos": "</s>", "unk": "<unk>", **({"pad": extra[max(extra)]} if extra else {})},
+        add_bos=True,
     )
 
 
@@ -162,7 +163,7 @@ def _siglip(out: Path, seed: int) -> dict:
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
     f = RELEASED["siglip-so400m"]
-    vision = {k: v for k, v in f.config.items() if k != "model_type"} | {
+    vision = f.config["vision_config"] | {
         "hidden_size": 32,
         "intermediate_size": 64,
         "num_hidden_layers": 3,
@@ -183,7 +184,7 @@ def _siglip(out: Path, seed: int) -> dict:
     model = SiglipModel(SiglipConfig(vision_config=vision, text_config=text))
     _jitter(model, seed)
     _save(model, out)
-    size = f.config["image_size"]
+    size = f.config["vision_config"]["image_size"]
     SiglipImageProcessor(
         size={"height": size, "width": size},
         image_mean=f.tokenizer["image_mean"],
@@ -447,14 +448,15 @@ def build_tiny(family: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Pat
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     extra = BUILDERS[family](tmp, seed)
-    text = json.dumps(extra)  # paths written by a builder point into tmp: rewrite them to the final folder
-    extra = json.loads(
-        text.replace(json.dumps(str(tmp.resolve()))[1:-1], json.dumps(str(out.resolve()))[1:-1])
-    )
+    extra = json.loads(json.dumps(extra).replace(str(tmp.resolve()), str(out.resolve())))
     rel = RELEASED[family]
     (tmp / MARKER).write_text(
         json.dumps(marker | {"released": list(rel.hub_ids), "facts_source": rel.source} | extra, indent=2)
     )
+    for f in tmp.glob("*.json"):  # e.g. Bunny's mm_vision_tower: absolute paths must name the final folder
+        text = f.read_text()
+        if str(tmp.resolve()) in text:
+            f.write_text(text.replace(str(tmp.resolve()), str(out.resolve())))
     if out.exists():
         shutil.rmtree(out)
     try:

@@ -35,12 +35,14 @@ def synthetic_tokenizer(
     *,
     model_max_length: int = 2048,
     padding_side: str = "right",
+    add_bos: bool = False,
 ):
     """A ``PreTrainedTokenizerFast`` with ``len() == length`` and each ``specials[id]`` at ``id``.
 
-    ``roles`` maps ``bos``/``eos``/``unk``/``pad`` to special-token strings.
+    ``roles`` maps ``bos``/``eos``/``unk``/``pad`` to special-token strings. ``add_bos``: encoding with
+    special tokens prepends BOS, as Llama's tokenizer does (GPT-2/Phi add nothing).
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     trained = Tokenizer(models.BPE())
@@ -68,6 +70,10 @@ def synthetic_tokenizer(
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials.values()])
+    if add_bos:
+        bos = roles["bos"]
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab[bos])])
     out = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         model_max_length=model_max_length,

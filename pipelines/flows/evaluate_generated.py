@@ -19,12 +19,13 @@ from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.monitor import DeviceMonitor
 from tinyemo_core.stages import evaluate_generated as stage
 from tinyemo_core.store.evaluations import GeneratedEvaluationStore, read_report, report_markdown
+from tinyemo_core.store.plan import StorePlan
 
 
 @task(name="evaluate-generated", **CACHED)
 @recorded
 def evaluate_generated_task(key: str, spec, datasets, roles, manifests, storage_root: Path, encoder,
-                            stores) -> dict:
+                            stores, plan: StorePlan | None = None) -> dict:
     progress = ThrottledProgress("evaluate-generated-progress", "Generated answers")
 
     def on_progress(p: dict) -> None:
@@ -33,7 +34,7 @@ def evaluate_generated_task(key: str, spec, datasets, roles, manifests, storage_
 
     with DeviceMonitor() as monitor:
         desc = stage.evaluate_generated(spec, datasets, roles, manifests, storage_root, encoder=encoder,
-                                        feature_stores=stores, on_progress=on_progress)
+                                        feature_stores=stores, on_progress=on_progress, plan=plan)
     return {**{k: v for k, v in desc.items() if k != "generation"}, **monitor.summary()}
 
 
@@ -62,11 +63,29 @@ def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overri
     desc = up_to_date(planned, GeneratedEvaluationStore(cfg.storage_root).read, evaluate_generated_task,
                       scope=cfg.storage_root, tags=gpu_tags(device, cfg.flows.gpu.tag), spec=spec,
                       datasets=cfg.datasets, roles=cfg.roles, manifests=manifests,
-                      storage_root=cfg.storage_root, encoder=encoder, stores=stores)
+                      storage_root=cfg.storage_root, encoder=encoder, stores=stores, plan=planned)
     report = read_report(Path(desc["report_dir"])) or {}
     if report.get("table_rows"):
         create_table_artifact(report["table_rows"], key="evaluate-generated",
                               description=f"Generated-answer accuracy ({spec.recipe}, {spec.model})")
     if (markdown := report_markdown(Path(desc["report_dir"]))) is not None:
         create_markdown_artifact(markdown, key="evaluate-generated-report", description=desc["report_dir"])
+    if spec.every_epoch:  # each epochs/epoch-<k> model beside the judged one (train.save_epoch_models)
+        from tinyemo_core.stages.evaluate_generated import epoch_row
+        from tinyemo_core.store.finetune import epoch_models
+
+        rows = []
+        for folder in epoch_models(Path(spec.model).parent):
+            ep_spec = spec.model_copy(update={"model": str(folder), "every_epoch": False})
+            ep_plan = stage.plan(ep_spec, manifests, cfg.roles, cfg.storage_root, encoder)
+            ep = up_to_date(ep_plan, GeneratedEvaluationStore(cfg.storage_root).read, evaluate_generated_task,
+                            scope=cfg.storage_root, tags=gpu_tags(device, cfg.flows.gpu.tag), spec=ep_spec,
+                            datasets=cfg.datasets, roles=cfg.roles, manifests=manifests,
+                            storage_root=cfg.storage_root, encoder=encoder, stores=stores, plan=ep_plan)
+            report_ep = read_report(Path(ep["report_dir"])) or {}
+            rows.append(epoch_row(folder.name, report_ep.get("summary", {})))
+        if rows:
+            create_table_artifact(rows, key="evaluate-generated-epochs",
+                                  description="Generated-answer scores after every epoch")
+        desc = {**desc, "epochs": rows}
     return desc

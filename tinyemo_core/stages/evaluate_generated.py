@@ -25,7 +25,6 @@ from tinyemo_core.judge.scoring import clipscore_summary, likelihood_map, score_
 from tinyemo_core.judge.spec import TRANSPORT_FIELDS, EvaluateGeneratedSpec
 from tinyemo_core.stages.emotic import read_persons, render_persons
 from tinyemo_core.store.answers import answers_dir, answers_root
-from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.evaluations import (
     evaluation_complete,
     generated_evaluation_dir,
@@ -33,6 +32,7 @@ from tinyemo_core.store.evaluations import (
     staged_evaluation,
 )
 from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.kind import write_provenance
 from tinyemo_core.store.plan import StorePlan
 
 Progress = Callable[[dict], None]
@@ -91,6 +91,17 @@ def scoring_encoder(spec: EvaluateGeneratedSpec, encoders: dict[str, VisionEncod
     return encoders[name]
 
 
+EPOCH_SCORES = ("accuracy", "mAP_generated", "mAP_likelihood", "vad_mae", "clip_score", "ref_clip_score")
+
+
+def epoch_row(epoch: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """One row of the per-epoch table (``every_epoch``): each dataset's headline scores."""
+    row: dict[str, Any] = {"epoch": epoch}
+    for name, d in (summary.get("datasets") or {}).items():
+        row.update({f"{name}.{k}": d[k] for k in EPOCH_SCORES if d.get(k) is not None})
+    return row
+
+
 def templates(spec: EvaluateGeneratedSpec) -> list[str]:
     """The classification prompts (none with ``accuracy: false``: only CLIPScore is asked)."""
     if not spec.accuracy:
@@ -145,8 +156,10 @@ def evaluate_generated(
     generator: Any | None = None,
     on_progress: Progress | None = None,
     title: str | None = None,
+    plan: StorePlan | None = None,
 ) -> dict[str, Any]:
-    """Ask, read and score; returns {"report_dir", "computed", "summary", "generation", "files"}."""
+    """Ask, read and score; returns {"report_dir", "computed", "summary", "generation", "files"}.
+    ``plan``: the plan the caller made (:func:`plan`); the report goes where it says."""
     from tinyemo_core.generate.runner import collect, generator_dir, health_sync, run_generation
 
     names = list(spec.datasets) or list(datasets)
@@ -184,14 +197,12 @@ def evaluate_generated(
 
     _refuse_served_likelihood(spec, gen)
     health_sync(gen)  # one loop per call, client closed in it: run_generation below opens its own
-    fp = fingerprint(
-        spec,
-        gen.fingerprint,
-        {n: manifests[n] for n in names},
-        roles,
-        _encoder_fp(encoder) if spec.clipscore else None,
-    )
-    out_dir = generated_evaluation_dir(storage_root, generator_dir(gen), fp)
+    if plan is not None:
+        fp, out_dir = plan.fingerprint, plan.path
+    else:
+        fp = fingerprint(spec, gen.fingerprint, {n: manifests[n] for n in names}, roles,
+                         _encoder_fp(encoder) if spec.clipscore else None)
+        out_dir = generated_evaluation_dir(storage_root, generator_dir(gen), fp)
     if (done := read_report(out_dir)) is not None:
         return {"report_dir": str(out_dir), "computed": False, "summary": done["summary"], "fingerprint": fp}
 
@@ -254,13 +265,12 @@ def evaluate_generated(
         for n, d in summary["clipscore"]["datasets"].items():
             summary["datasets"][n].update(clip_score=d["clip_score"], ref_clip_score=d.get("ref_clip_score"))
     from tinyemo_core.judge.report import write_report
-    from tinyemo_core.provenance import current
 
     with staged_evaluation(out_dir) as tmp:
         written = write_report(
             summary, confusions, rows, tmp, title=title or f"Generated-answer evaluation ({spec.recipe})"
         )
-        write_json(tmp / "provenance.json", current())
+        write_provenance(tmp)
     files = {k: str(out_dir / Path(v).relative_to(tmp)) for k, v in written.items()}
     return {
         "report_dir": str(out_dir),

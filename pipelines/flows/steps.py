@@ -184,10 +184,11 @@ def run_shard_groups(task, cfg: RunConfig, stores: dict[str, FeatureStore], plan
         try:
             results.setdefault(name, []).extend(fut.result())
         except Exception as exc:  # noqa: BLE001 - one group's failure must not lose the others
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
             store = stores[name]
-            results.setdefault(name, []).extend(store.shard_info(p.name) for _, p in group
-                                                if store.shard_done(p.name))
+            written = [p.name for _, p in group if store.shard_path(p.name).is_file()]
+            lost = [p.name for _, p in group if p.name not in written]
+            failures.append(", ".join(f"{name}/{n}" for n in lost) + f": {type(exc).__name__}: {exc}")
+            results.setdefault(name, []).extend(store.shard_info(n) for n in written)
         del fut
         done_rows += sum(len(p.image_ids) for _, p in group)
         progress(done_rows, total)

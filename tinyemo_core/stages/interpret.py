@@ -51,9 +51,9 @@ def dataset_sources(cfg: RunConfig, dataset: str) -> DatasetSources:
     if dataset in cfg.datasets:
         spec = cfg.datasets[dataset]
     elif dataset in cfg.flows.datasets:
-        raw = cfg.flows.datasets[dataset]
-        root = raw.root if raw.root.is_absolute() else (cfg.config_path.parent / raw.root).resolve()
-        spec = raw.model_copy(update={"root": root})
+        from tinyemo_core.config import resolve_dataset
+
+        spec = resolve_dataset(cfg.flows.datasets[dataset], cfg.config_path.parent)
     else:
         raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(cfg.flows.datasets)}")
     manifest = manifest_path(cfg.storage_root, dataset, ingest_fingerprint(dataset, spec))

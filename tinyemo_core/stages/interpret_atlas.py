@@ -132,7 +132,7 @@ def neuron_atlas(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = Non
         # carries has lift 1 and comes last)
         best = [r for r in selective if r["rank"] == 1 and r["count"] > 1]
         best.sort(key=lambda r: (-r["lift"], -r["rate"], r["neuron"]))
-        for r in best[: spec.grid_neurons]:
+        for r in best[: 0 if src.spec.features_only else spec.grid_neurons]:  # features only: no grids
             j, n_img = r["neuron"], min(spec.grid_images, k)
             grid = image_grid([Path(src.spec.root) / paths[i] for i in idx[j, :n_img]],
                               [f"{val[j, m]:.2f}" for m in range(n_img)],

@@ -170,6 +170,7 @@ def apply_overrides(data: dict, profile: str, overrides: list[str]) -> dict:
         for p in parts[:-1]:
             if not isinstance(node.setdefault(p, {}), dict):
                 raise ConfigError(f"--set {key}: {p} is not a mapping")
+            node[p] = dict(node[p])  # YAML anchors share mappings between profiles: change only this one
             node = node[p]
         node[parts[-1]] = _parse_value(raw, key)
     return data
@@ -183,7 +184,6 @@ def _format_errors(exc: ValidationError, prefix: tuple = ()) -> str:
     return "invalid flows.yaml:\n  " + "\n  ".join(lines)
 
 
-            node[p] = dict(node[p])  # YAML anchors share mappings between profiles: change only this one
 def _resolve_path(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 

@@ -31,6 +31,7 @@ from tinyemo_core.config import RunConfig
 from tinyemo_core.finetune.recipes import recipe_info
 from tinyemo_core.monitor import DeviceMonitor
 from tinyemo_core.stages import finetune as finetune_stage
+from tinyemo_core.stages import instructions as instructions_stage
 from tinyemo_core.stages import reason as reason_stage
 from tinyemo_core.store.finetune import FinetuneStore
 from tinyemo_core.store.instructions import InstructionsStore
@@ -66,10 +67,17 @@ def ensure_exports(cfg: RunConfig, manifests: dict[str, dict]) -> tuple[Path, Pa
         ensure_instructions(cfg, manifests)
     name = reason_stage.reasoning_dataset(cfg)
     if cfg.spec.generation is None and cfg.datasets[name].layout == "affection":  # TinyEmo Table VI pairs
-        from tinyemo_core.generate.affection_export import write_affection_exports
-
-        write_affection_exports(Path(manifests[name]["manifest"]), export_source(cfg)[0])
+        manifest = Path(manifests[name]["manifest"])
+        plan = instructions_stage.plan_affection(cfg.storage_root, name, manifest)
+        up_to_date(plan, InstructionsStore(cfg.storage_root).read, affection_task, scope=cfg.storage_root,
+                   plan=plan, manifest=manifest, storage_root=cfg.storage_root)
     return export_source(cfg)
+
+
+@task(name="affection-exports", **CACHED)
+@recorded
+def affection_task(key: str, plan: StorePlan, manifest: Path, storage_root: Path) -> dict:
+    return instructions_stage.build_affection(plan, manifest, storage_root)
 
 
 def _patch_sources(cfg: RunConfig, spec, manifests: dict[str, dict]) -> list | None:

@@ -104,3 +104,22 @@ def export(rows, chains, spec: GenerationSpec, image_root: Path, generations_dir
     results = collect(chains, spec, str(generations_dir), generator_fp)
     return export_all(results, str(out_dir), str(image_root), label_lists(rows, spec), mode=spec.mode,
                       conditional=spec.conditional, external=external)
+
+
+def plan_affection(storage_root: Path, dataset: str, manifest: Path) -> StorePlan:
+    """TinyEmo Table VI's pairs from an affection-layout manifest (no generator): ``instructions/<dataset>/``
+    fingerprinted by the manifest's content and the prompt."""
+    from tinyemo_core.generate.affection_export import KIND, REASONING_PROMPT
+
+    fp = step_fingerprint("instructions", dataset, read_summary(Path(manifest))["content_hash"], KIND,
+                          REASONING_PROMPT)
+    return InstructionsStore(storage_root).plan(dataset, fp)
+
+
+def build_affection(plan: StorePlan, manifest: Path, storage_root: Path) -> dict[str, Any]:
+    """Write ``affection_<split>.json``, then ``export.json``."""
+    from tinyemo_core.generate.affection_export import write_affection_exports
+
+    store = InstructionsStore(storage_root)
+    store.begin(plan)
+    return store.commit(plan, write_affection_exports(Path(manifest), plan.path))

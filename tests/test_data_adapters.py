@@ -27,6 +27,7 @@ def test_registry_has_every_layout() -> None:
         "abstract",
         "unbiasedemo",
         "emotic",
+        "affection",
         "imagefolder",
         "csv",
         "jsonl",

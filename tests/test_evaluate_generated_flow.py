@@ -30,5 +30,19 @@ def test_evaluate_generated_flow_reports_and_caches(tmp_path: Path, prefect_harn
     again = evaluate_generated(config=str(config), profile="demo", overrides=overrides, model=str(model))
     assert not again["computed"] and again["report_dir"] == first["report_dir"]
     assert [p.stat().st_size for p in sorted((tmp_path / "storage" / "answers").rglob("*.jsonl"))] == sizes
+    # every_epoch (LLaVA on EMOTIC's "best at the sixth epoch"): each epochs/epoch-<k> model beside the judged
+    # one gets its own report and a row, in epoch order; identical weights here, so identical scores
+    import shutil
+
+    stage = tmp_path / "stage"
+    for dest in (stage / "model", stage / "epochs" / "epoch-2", stage / "epochs" / "epoch-10"):
+        shutil.copytree(model, dest)
+    small = [f"evaluate_generated.{k}" for k in ("max_images=2", "max_tokens=4", "clipscore=null",
+                                                 "datasets=[demo_emoset]", "every_epoch=true")]
+    per_epoch = evaluate_generated(config=str(config), profile="demo", model=str(stage / "model"),
+                                   overrides=small)
+    rows = per_epoch["epochs"]
+    assert [r.pop("epoch") for r in rows] == ["epoch-2", "epoch-10"] and rows[0] == rows[1]
+    assert set(rows[0]) == {"demo_emoset.accuracy"}
     with pytest.raises(ValueError, match="no evaluate_generated"):
         evaluate_generated(config=str(config), profile="demo", overrides=["evaluate_generated=null"])

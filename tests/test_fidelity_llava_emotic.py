@@ -83,7 +83,8 @@ def test_training_generation_and_likelihood_share_one_prompt(saved: Path) -> Non
 def test_a_model_after_every_epoch(tmp_path: Path) -> None:
     from tinyemo_core.finetune.recipes import get_recipe
     from tinyemo_core.finetune.tiny import tiny_exports
-    from tinyemo_core.finetune.trainer import epoch_models, train_model
+    from tinyemo_core.finetune.trainer import train_model
+    from tinyemo_core.store.finetune import epoch_models
 
     cfg = load_config(FLOWS, "paper-llava-emotic")
     stage = cfg.spec.reasoning.finetune.train

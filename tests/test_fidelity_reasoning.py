@@ -128,3 +128,24 @@ def test_docs_credit_what_the_papers_say() -> None:
     assert "(SigLIP-so400m/384 + `mlp2x_gelu` projector + Phi-2)" not in generation
     reasoning = (ROOT / "docs" / "reasoning.md").read_text()
     assert "the image's **true**" in reasoning and "Metric Projector's **top-1**" in reasoning
+
+
+def test_paper_judges_generated_answers_on_the_projectors_images() -> None:
+    """evaluate_generated split auto = the images the projector evaluation scores; interpret: UnbiasedEmo."""
+    from tinyemo_core.stages.assemble import EVERY_SPLIT, eval_splits
+    from tinyemo_core.stages.evaluate_generated import scored_split
+
+    cfg = load_config(FLOWS, "paper")
+    ev = cfg.spec.evaluate_generated
+    assert ev is not None and ev.split == "auto" and ev.model == "normal" and ev.recipe == "tinyemo"
+    assert ev.datasets == cfg.spec.zero_shot
+    for name, role in cfg.roles.items():
+        want = eval_splits(cfg.datasets[name], role)
+        got = scored_split(ev.split, cfg.datasets[name], role)
+        assert (got is None) == (want == EVERY_SPLIT) and (got is None or (got,) == want)
+    assert scored_split("auto", cfg.datasets["artphoto"], "zero_shot") is None  # every ArtPhoto image
+    assert scored_split("auto", cfg.datasets["emotion6"], "zero_shot") == "test"
+    assert scored_split("auto", cfg.datasets["webemo"], "held_in") == "test"
+    it = cfg.spec.interpret
+    assert it is not None and it.dataset == "unbiasedemo" and it.splits is None
+    assert set(it.ablation_splits) == {"train", "val", "test"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipelines.flows.steps import (
@@ -298,5 +298,9 @@ def full_pipeline(
 
     report = build_dataset(config, profile, overrides)
     trained = finetune_reasoning(config, profile, overrides)
+    if trained.get("recipe", "tinyemo") != "tinyemo":  # conditional reasoning is TinyEmo's (§III-C); the
+        # other recipes are judged by evaluate-generated (docs/judging.md)
+        get_run_logger().info("recipe %s: no conditional reasoning step", trained.get("recipe"))
+        return {**report, "finetune": trained, "reason": None}
     reasoned = reason(config, profile, overrides)
     return {**report, "finetune": trained, "reason": reasoned}

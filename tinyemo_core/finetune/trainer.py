@@ -24,7 +24,7 @@ from tinyemo_core.finetune.recipes import save_pretrained
 from tinyemo_core.finetune.spec import TrainArgs
 from tinyemo_core.monitor import peak_rss_mb
 from tinyemo_core.store.atomic import read_json, staged_dir, write_json
-from tinyemo_core.store.finetune import CHECKPOINTS, LOSS_CURVE, MODEL, RESULT
+from tinyemo_core.store.finetune import CHECKPOINTS, EPOCHS, LOSS_CURVE, MODEL, RESULT, epoch_models
 
 _CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 LORA_SCOPE = ("language_model", "lm_head")  # LoRA goes on linear layers under these; lm_head excluded
@@ -204,16 +204,6 @@ def training_arguments(args: TrainArgs, output_dir: Path):
 
 
 Save = Callable[[Any, Any, Path], None]  # (model, processor, folder): how a recipe writes its model
-EPOCHS = "epochs"  # <stage>/epochs/epoch-<k>/: a model after every epoch (TrainArgs.save_epoch_models)
-
-
-def epoch_models(output_dir: Path) -> list[Path]:
-    """The per-epoch models a stage saved, in epoch order (empty when it saved none)."""
-    root = Path(output_dir) / EPOCHS
-    done = [p for p in root.glob("epoch-*") if (p / "config.json").is_file()] if root.is_dir() else []
-    return sorted(done, key=lambda p: int(p.name.split("-")[-1]))
-
-
 def _epoch_callback(output_dir: Path, processor: Any, save: Save):
     """Save model + processor at the end of each epoch (rank 0; kept when a resumed run passes it again),
     so every epoch can be judged, e.g. the LLaVA-on-EMOTIC poster's "best at the sixth epoch"."""

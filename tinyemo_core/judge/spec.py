@@ -12,7 +12,8 @@ from tinyemo_core.judge.prompts import REASONING_PROMPT
 
 #: Fields that change how answers are fetched, not which answers: left out of the evaluation fingerprint.
 TRANSPORT_FIELDS = frozenset(
-    {"base_url", "api_key_env", "max_concurrency", "batch_size", "device", "timeout_s", "max_retries"}
+    {"base_url", "api_key_env", "max_concurrency", "batch_size", "device", "timeout_s", "max_retries",
+     "every_epoch"}  # every_epoch: which other models are judged too, not how this one is
 )
 
 
@@ -71,6 +72,9 @@ class EvaluateGeneratedSpec(BaseModel):
     clipscore: ClipScoreSpec | None = None
     # false: no classification prompts, only the clipscore block (TinyEmo Table VI judges free text)
     accuracy: bool = True
+    # also judge every epochs/epoch-<k>/ model saved beside `model` (train.save_epoch_models), one cached
+    # report each plus a per-epoch table (LLaVA on EMOTIC: "highest mAP ... on the sixth epoch")
+    every_epoch: bool = False
     likelihood_map: bool = Field(True, description="llava-emotic + transformers: teacher-forced mAP too")
     answer_prefix: str = Field("", description="llava-emotic: text before the category list in the answer")
 

@@ -18,6 +18,7 @@ RESULT = "train_result.json"
 MODEL = "model"
 CHECKPOINTS = "checkpoints"
 LOSS_CURVE = "loss_curve.png"
+EPOCHS = "epochs"  # <stage>/epochs/epoch-<k>/: a loadable model after every epoch (train.save_epoch_models)
 
 
 def stage_dir(storage_root: Path, recipe: str, stage: str, fingerprint: str) -> Path:
@@ -43,6 +44,13 @@ def plan(storage_root: Path, recipe: str, stage: str, inputs: dict[str, Any]) ->
 
 def model_dir(path: Path) -> Path:
     return Path(path) / MODEL
+
+
+def epoch_models(path: Path) -> list[Path]:
+    """The per-epoch models a stage folder holds, in epoch order (empty when it saved none)."""
+    root = Path(path) / EPOCHS
+    done = [p for p in root.glob("epoch-*") if (p / "config.json").is_file()] if root.is_dir() else []
+    return sorted(done, key=lambda p: int(p.name.split("-")[-1]))
 
 
 def result(path: Path) -> dict | None:

@@ -18,7 +18,7 @@ from tinyemo_core.data.adapters import ADAPTERS
 from tinyemo_core.data.feature_sources import FeatureSourceSpec, imported_datasets
 from tinyemo_core.encoders.specs import BackboneSpec, VisionEncoderSpec
 from tinyemo_core.errors import ConfigError
-from tinyemo_core.finetune.spec import ReasoningSpec
+from tinyemo_core.finetune.spec import ReasoningSpec, conditional_mismatch
 from tinyemo_core.generate.spec import GenerationSpec
 from tinyemo_core.interpret.spec import InterpretSpec
 from tinyemo_core.judge.spec import EvaluateGeneratedSpec
@@ -114,8 +114,6 @@ class ProfileSpec(Strict):
     @model_validator(mode="after")
     def _trained_as_run(self) -> ProfileSpec:
         """A TinyEmo stage-2 model must be trained on the prompt it is run with (§III-C, Eq. 5)."""
-        from tinyemo_core.finetune.spec import conditional_mismatch
-
         if problem := conditional_mismatch(self.reasoning, self.generation):
             raise ValueError(problem)
         return self

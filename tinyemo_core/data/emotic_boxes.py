@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from tinyemo_core.data.images import load_rgb
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.store.atomic import write_atomic
 from tinyemo_core.store.emotic import EmoticBoxesStore
@@ -69,8 +70,6 @@ def render_person(
     source: Path, image_id: str, bbox: Sequence[float], storage_root: Path, style: BoxStyle = BoxStyle()
 ) -> tuple[str, bool]:
     """Draw one person's box on ``source`` into the store unless it is there; ``(relpath, computed)``."""
-    from tinyemo_core.data.images import load_rgb
-
     rel = rendered_relpath(image_id, bbox, style)
     dest = boxes_root(storage_root) / rel
     if dest.is_file():

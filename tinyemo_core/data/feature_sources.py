@@ -38,7 +38,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from tinyemo_core.data.ingest import MANIFEST_SCHEMA
+from tinyemo_core.data.taxonomy import UnknownLabelError, normalise_label
 from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.store.atomic import write_atomic
 
 KINDS = ("pt-tree", "npy", "table")
 TABLE_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc")
@@ -378,9 +381,6 @@ def max_copy_difference(rows: SourceRows) -> float | None:
 def manifest_from_source(dataset: str, rows: SourceRows, taxonomy: str) -> pa.Table:
     """The manifest of a features-only dataset: one row per source name, id :func:`name_id`, ``path`` = the
     name, ``attributes`` = ``{"id_source": "name", "source": <file or row>}``."""
-    from tinyemo_core.data.ingest import MANIFEST_SCHEMA
-    from tinyemo_core.data.taxonomy import UnknownLabelError, normalise_label
-
     out = []
     for name, ref, label, split in zip(rows.names, rows.refs, rows.labels, rows.splits, strict=True):
         where = f"{rows.path}: {ref}" if rows.kind == "pt-tree" else f"{rows.table or rows.path}: row {ref}"
@@ -423,8 +423,6 @@ def record_dataset(storage_root: Path, name: str, entry: dict[str, Any]) -> Path
     from datetime import UTC, datetime
 
     import yaml
-
-    from tinyemo_core.store.atomic import write_atomic
 
     path = Path(storage_root) / DATASETS_FILE
     data = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}

@@ -15,6 +15,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from tinyemo_core.data.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    decode_bytes,
+    plain_jpeg_size,
+    read_image_bytes,
+)
 from tinyemo_core.encoders.vision_base import VisionEncoder
 
 LoadImage = Callable[[Path], PIL.Image.Image]
@@ -173,8 +180,6 @@ class TensorPreprocess:
 
 def _pil_tensor(data: bytes) -> torch.Tensor:
     """The PIL path's RGB pixels (every colour rule of data/images.py) as a uint8 (3, H, W) tensor."""
-    from tinyemo_core.data.images import decode_bytes
-
     return torch.from_numpy(np.array(decode_bytes(data), dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
@@ -184,8 +189,6 @@ def decode_batch(datas: Sequence[bytes], device: str = "cpu", max_pixels: int | 
     ``torchvision.io.decode_jpeg`` call (nvJPEG on CUDA, EXIF orientation applied), everything else (PNG,
     CMYK/greyscale JPEG, corrupt or oversized data) through the PIL path, which names the failure."""
     from torchvision.io import ImageReadMode, decode_jpeg
-
-    from tinyemo_core.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, plain_jpeg_size
 
     limit = max_pixels or DEFAULT_MAX_PIXELS
     plain = []
@@ -221,8 +224,6 @@ def _torchvision_batches(paths: Sequence[Path], batch_size: int, preprocess: Ten
                          ) -> Iterator[tuple[list[int], torch.Tensor | None, dict[int, str]]]:
     """Batches for the torchvision path. CPU: read + decode + preprocess one batch ahead in a background
     thread. CUDA: the reads run ahead in the thread; decode (nvJPEG, batched) and preprocess on the GPU."""
-    from tinyemo_core.data.images import read_image_bytes
-
     on_gpu = device.startswith("cuda")
 
     def read(start: int) -> tuple[int, list[bytes | None], dict[int, str]]:

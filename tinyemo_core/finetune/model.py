@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
+from tinyemo_core.data.taxonomy import TAXONOMIES
 from tinyemo_core.finetune.spec import ModelSpec, TinyModelSpec
+from tinyemo_core.generate import prompts as P
 
 IMAGE_TOKEN = "<image>"
 #: LLaVA-1.5 / TinyLLaVA "v1" conversation (vicuna style), the format training and inference share.
@@ -39,9 +41,6 @@ def _ref(name: str) -> str:
 
 
 def _tiny_corpus() -> list[str]:
-    from tinyemo_core.data.taxonomy import TAXONOMIES
-    from tinyemo_core.generate import prompts as P
-
     texts = [v for k, v in vars(P).items() if k.isupper() and isinstance(v, str)]
     words = sorted({w for t in TAXONOMIES.values() for w in (t.labels or ())})
     return [SYSTEM, "USER: ASSISTANT: Reasoning: Predicted Label:", " ".join(words), *texts]

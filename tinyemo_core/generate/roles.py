@@ -13,6 +13,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from tinyemo_core.generate.tiny_model import resolve_local_model
+
 from .backends import Generator, make_generator
 from .backends.base import Answer, ChatRequest, Sampling
 from .spec import CaptionerSpec, GenerationSpec
@@ -73,6 +75,5 @@ def make_generators(spec: GenerationSpec, storage_root: Path | None = None) -> G
 def _resolved(spec: GenerationSpec, storage_root: Path | None) -> GenerationSpec:
     if spec.backend != "transformers" or storage_root is None:
         return spec
-    from .tiny_model import resolve_local_model
 
     return spec.model_copy(update={"model": resolve_local_model(spec.model, storage_root)})

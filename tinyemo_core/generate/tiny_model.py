@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tinyemo_core.store.atomic import staged_dir
+from tinyemo_core.store.models import ModelsStore
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: "
     "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
@@ -99,12 +102,9 @@ def resolve_local_model(model: str, storage_root: str | Path) -> str:
     so every host builds the same weights); any other value is returned as given (a model folder)."""
     if model != TINY_MODEL:
         return model
-    from tinyemo_core.store.models import ModelsStore
 
     out = ModelsStore(storage_root).path("tiny-vlm")
     if not (out / "config.json").exists():
-        from tinyemo_core.store.atomic import staged_dir
-
         with staged_dir(out) as tmp:
             build_tiny_vlm(tmp)
     return str(out)

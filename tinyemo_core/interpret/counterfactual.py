@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyemo_core.data.images import IMAGE_EXTENSIONS
 from tinyemo_core.interpret.probing import unit
 
 VARIANT_SEP = "__"
@@ -33,8 +34,6 @@ VARIANT_SEP = "__"
 
 def find_pairs(folder: Path | str) -> list[tuple[str, Path, Path]]:
     """(pair name, original, edited) for every file under ``edited/`` matched to ``original/`` by stem."""
-    from tinyemo_core.data.images import IMAGE_EXTENSIONS
-
     root = Path(folder)
     orig_dir, edit_dir = root / "original", root / "edited"
     if not orig_dir.is_dir() or not edit_dir.is_dir():

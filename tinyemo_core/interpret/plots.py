@@ -12,11 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tinyemo_core.data.images import ImageDecodeError, load_rgb
+
 
 def _thumb(path: Path | str | None, size: int = 160) -> np.ndarray | None:
     from PIL import Image
-
-    from tinyemo_core.data.images import ImageDecodeError, load_rgb
 
     if path is None:
         return None

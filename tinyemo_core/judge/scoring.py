@@ -18,6 +18,7 @@ from tinyemo_core.generate.runner import collect
 from tinyemo_core.generate.spec import GenerationSpec
 from tinyemo_core.judge.clipscore import score_texts
 from tinyemo_core.judge.emotic import parse_categories, parse_vad
+from tinyemo_core.judge.likelihood import category_log_likelihoods
 from tinyemo_core.judge.metrics import (
     group_means,
     instruction_sensitivity,
@@ -113,8 +114,6 @@ def likelihood_map(model: Any, processor: Any, items: Sequence[EvalItem], cats: 
                    answer_prefix: str = "") -> float:
     """mAP of the categories ranked by the model's teacher-forced log-likelihood (model in process)."""
     from PIL import Image
-
-    from tinyemo_core.judge.likelihood import category_log_likelihoods
 
     prompt = render_instruction(template, cats)
     scores = []

@@ -13,11 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinyemo_core.config import DatasetSpec, RunConfig
+from tinyemo_core.config import DatasetSpec, RunConfig, resolve_dataset
 from tinyemo_core.data.adapters import ADAPTERS
+from tinyemo_core.encoders.fingerprints import resolve_config_file
 from tinyemo_core.finetune.recipes import recipe_info
 from tinyemo_core.preflight import models, resources
 from tinyemo_core.preflight.findings import Finding, errors
+from tinyemo_core.registry import backbones
+from tinyemo_core.stages.features_only import check_source
+from tinyemo_core.stages.ingest import demo_data_root
 
 __all__ = ["FLOW_PARTS", "RUN_MODELS", "SMOKE_MARKER", "Finding", "PreflightReport", "errors", "preflight"]
 
@@ -79,16 +83,12 @@ def _dataset_specs(cfg: RunConfig, parts: frozenset[str]) -> dict[str, DatasetSp
         if name in cfg.datasets:
             wanted[name] = cfg.datasets[name]
         elif name in cfg.flows.datasets:
-            from tinyemo_core.config import resolve_dataset
-
             wanted[name] = resolve_dataset(cfg.flows.datasets[name], base)
     return wanted
 
 
 def _generated_by_run(cfg: RunConfig, root: Path) -> bool:
     """Demo datasets are written by the run itself (``demo_data:``), so their roots may not exist yet."""
-    from tinyemo_core.stages.ingest import demo_data_root
-
     return cfg.spec.demo_data is not None and root.is_relative_to(demo_data_root(cfg.storage_root))
 
 
@@ -96,8 +96,6 @@ def check_datasets(cfg: RunConfig, specs: dict[str, DatasetSpec]) -> list[Findin
     found = []
     for name, spec in specs.items():
         if spec.features_only:  # no images: the feature source stands in for them (issue 21)
-            from tinyemo_core.stages.features_only import check_source
-
             found += [Finding("dataset", f"datasets.{name}.features", message,
                               f"fix the path or give the images (datasets.{name}.root)")
                       for message in check_source(spec)]
@@ -122,8 +120,6 @@ def _heavy_encoder(cfg: RunConfig) -> bool:
 
 
 def check_models(cfg: RunConfig, parts: frozenset[str]) -> list[Finding]:
-    from tinyemo_core.registry import backbones
-
     found: list[Finding] = []
     known = backbones(cfg.flows, cfg.storage_root)
     # features-only datasets never load the encoder (their vectors are imported)
@@ -296,8 +292,6 @@ def _encoder_arch(cfg: RunConfig) -> dict:
         return {"embed_dim": conf.get("hidden_size") or 1024}
     if enc.config_file:
         import json
-
-        from tinyemo_core.encoders.fingerprints import resolve_config_file
 
         try:
             return json.loads(resolve_config_file(enc.config_file).read_text())

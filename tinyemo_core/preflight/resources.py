@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from tinyemo_core.data.images import IMAGE_EXTENSIONS
 from tinyemo_core.preflight.findings import Finding
 
 # Published image counts per layout, used when a root is absent or too big to count quickly (docs/datasets.md)
@@ -89,8 +90,6 @@ def check_endpoint(subject: str, base_url: str, model: str, api_key_env: str,
 def count_images(root: Path, layout: str) -> int:
     """Image files under ``root`` (exact when the walk ends within COUNT_BUDGET_S), else the published
     size."""
-    from tinyemo_core.data.images import IMAGE_EXTENSIONS
-
     published = PUBLISHED_IMAGES.get(layout, 0)
     if not root.is_dir():
         return published

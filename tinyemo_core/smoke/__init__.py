@@ -25,8 +25,14 @@ import yaml
 
 from tinyemo_core.config import RunConfig, apply_overrides
 from tinyemo_core.errors import ConfigError
+from tinyemo_core.generate.bunny import convert_bunny
+from tinyemo_core.net import free_port
 from tinyemo_core.preflight import RUN_MODELS, SMOKE_MARKER
+from tinyemo_core.preflight.resources import cuda_available
+from tinyemo_core.registry import backbones
 from tinyemo_core.smoke.datasets import write_layout
+from tinyemo_core.stages.ingest import demo_data_root
+from tinyemo_core.tinymodels import FAMILIES, build_tiny, family_for, tiny_info
 
 __all__ = ["SMOKE_MARKER", "ServedModel", "SmokeError", "SmokePlan", "is_smoke_root", "prepare", "smoke_root",
            "smoke_roots"]
@@ -85,8 +91,6 @@ class _Models:
         self.folder, self.plan = folder, plan
 
     def family(self, ref: str, where: str) -> str:
-        from tinyemo_core.tinymodels import FAMILIES, family_for
-
         found = family_for(ref) or _closed_stand_in(ref)
         if found is None:
             raise SmokeError(f"{where}: no tiny family stands in for {ref!r} (tinyemo_core.tinymodels knows "
@@ -94,8 +98,6 @@ class _Models:
         return found
 
     def folder_for(self, ref: str, where: str) -> Path:
-        from tinyemo_core.tinymodels import build_tiny
-
         family = self.family(ref, where)
         out = build_tiny(family, self.folder / family)
         self.plan.replaced.append({"field": where, "original": ref, "stand_in": f"tiny {family}: {out}"})
@@ -104,12 +106,8 @@ class _Models:
     def served(self, ref: str, where: str) -> ServedModel:
         """A tiny model of ``ref``'s family that a transformers server can load (Bunny: converted to LLaVA,
         the route docs/generation.md gives for serving Bunny with vLLM)."""
-        from tinyemo_core.net import free_port
-
         folder = self.folder_for(ref, where)
         if self.family(ref, where) == "bunny":
-            from tinyemo_core.generate.bunny import convert_bunny
-
             converted = self.folder / "bunny-llava"
             if not (converted / "config.json").is_file():  # its SigLIP is the folder next to it
                 convert_bunny(folder, converted, vision_tower=str(folder / "siglip"))
@@ -132,8 +130,6 @@ def _closed_stand_in(ref: str) -> str | None:
 def _without_cuda(block: dict[str, Any], keys: tuple[str, ...], where: str,
                   plan: SmokePlan) -> dict[str, Any]:
     """4-bit loading needs CUDA + bitsandbytes; a smoke run on a CPU host loads full precision (recorded)."""
-    from tinyemo_core.preflight.resources import cuda_available
-
     if cuda_available():
         return block
     for key in keys:
@@ -148,7 +144,6 @@ def _encoder(entry: dict[str, Any], name: str, models: _Models) -> dict[str, Any
     if entry.get("kind", "open_clip") == "open_clip":
         if entry.get("pretrained") is None:
             return entry  # seeded random init already: tiny or not, nothing to download
-        from tinyemo_core.tinymodels import tiny_info
 
         folder = models.folder_for(str(entry["model"]), f"encoders.{name}")
         info = tiny_info(folder).get("open_clip") or {}
@@ -235,8 +230,6 @@ def _smoke_dataset(entry: dict[str, Any], name: str, data_root: Path) -> dict[st
 def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> SmokePlan:
     """Write the smoke copy of ``cfg``'s profile (data, tiny models, flows.yaml); see the module docstring.
     The grid's encoders and backbones (Table IV) are replaced only for ``encoder-backbone-grid``."""
-    from tinyemo_core.stages.ingest import demo_data_root
-
     root = smoke_root(cfg.storage_root, cfg.profile)
     root.mkdir(parents=True, exist_ok=True)
     (root / SMOKE_MARKER).write_text(json.dumps({
@@ -274,8 +267,6 @@ def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> Sm
     for name in sorted({spec.backbone, *(grid.backbones if grid else [])}):
         entry = data["backbones"].get(name) or cfg.flows.backbones.get(name)
         if entry is None:  # a registered backbone (`tinyemo backbone add`): copy it in
-            from tinyemo_core.registry import backbones
-
             entry = backbones(cfg.flows, cfg.storage_root)[name].model_dump(exclude_none=True)
         data["backbones"][name] = _backbone(dict(entry), name, models)
     where = f"profiles.{cfg.profile}"

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from tinyemo_core.config import DatasetSpec
+from tinyemo_core.data.taxonomy import SYNONYMS
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.labels import LabelTable
 from tinyemo_core.store.manifests import read_manifest
@@ -125,8 +126,6 @@ def synonym_map(table: LabelTable, specs: dict[str, DatasetSpec]) -> dict[int, l
 
     The map only says which texts a label may be swapped for; :func:`synonym_rows` says which rows may be
     swapped, and the swapped row keeps its class id (``projector/losses.py``)."""
-    from tinyemo_core.data.taxonomy import SYNONYMS
-
     index = table.index()
     out: dict[int, list[int]] = {}
     for spec in specs.values():

@@ -29,6 +29,7 @@ from tinyemo_core.data.emotic_boxes import RENDER_VERSION, BoxStyle, boxes_root,
 from tinyemo_core.data.emotic_persons import person_vad
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.generate import emotic_export as X
+from tinyemo_core.generate.export import write_json as write_records
 from tinyemo_core.store.atomic import write_parquet
 from tinyemo_core.store.emotic import EmoticStore
 from tinyemo_core.store.manifests import read_manifest, read_summary
@@ -158,8 +159,6 @@ def export_plan(dataset: str, persons_dir: Path, storage_root: Path) -> StorePla
 def export_persons(dataset: str, persons_dir: Path, storage_root: Path) -> dict[str, Any]:
     """``<variant>_<split>.json`` for both variants (``emotions_vad_train.json``, ``emotions_train.json``,
     ...): a fine-tuning stage picks one by its export stem; ``summary.json`` last."""
-    from tinyemo_core.generate.export import write_json as write_records
-
     store = EmoticStore(storage_root)
     plan = export_plan(dataset, persons_dir, storage_root)
     if (done := store.read(plan)) is not None:

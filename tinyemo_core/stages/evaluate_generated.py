@@ -16,6 +16,8 @@ from tinyemo_core.config import DatasetSpec
 from tinyemo_core.data.emotic_boxes import boxes_root
 from tinyemo_core.encoders.specs import VisionEncoderSpec
 from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
+from tinyemo_core.generate.runner import collect, generator_dir, health_sync, run_generation
 from tinyemo_core.identity import local_model_fingerprint
 from tinyemo_core.judge.clipscore import ClipScorer
 from tinyemo_core.judge.emotic import person_items
@@ -23,7 +25,9 @@ from tinyemo_core.judge.plan import EvalItem, chains_for, instruction_id, load_i
 from tinyemo_core.judge.recipes import judge_recipe
 from tinyemo_core.judge.scoring import clipscore_summary, likelihood_map, score_answers
 from tinyemo_core.judge.spec import TRANSPORT_FIELDS, EvaluateGeneratedSpec
+from tinyemo_core.stages.assemble import EVERY_SPLIT, eval_splits
 from tinyemo_core.stages.emotic import read_persons, render_persons
+from tinyemo_core.stages.features import encoder_fingerprint
 from tinyemo_core.store.answers import answers_dir, answers_root
 from tinyemo_core.store.evaluations import (
     evaluation_complete,
@@ -42,8 +46,6 @@ def make_generator(spec: EvaluateGeneratedSpec):
     """The backend of ``spec.model``: a saved folder in process (batched), else an OpenAI endpoint."""
     gen = spec.generation_spec()
     if gen.backend == "transformers":
-        from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
-
         return TransformersGenerator(
             spec.model,
             trust_remote_code=spec.trust_remote_code,
@@ -62,7 +64,6 @@ def model_fingerprint(spec: EvaluateGeneratedSpec) -> str:
     if spec.resolved_backend() == "transformers":
         return local_model_fingerprint(spec.model, chat_format="auto", dtype=spec.dtype,
                                        **({"load_in_4bit": True} if spec.load_in_4bit else {}))
-    from tinyemo_core.generate.runner import health_sync
 
     return health_sync(make_generator(spec))  # its own loop; the client is closed in it
 
@@ -70,8 +71,6 @@ def model_fingerprint(spec: EvaluateGeneratedSpec) -> str:
 def scored_split(split: str, dataset: DatasetSpec, role: str | None) -> str | None:
     """Which split's images a dataset is judged on; ``"auto"`` = those the projector's evaluation scores
     (held-in: "test"; zero-shot: every image (None) when ``zero_shot_split: all``, else "test")."""
-    from tinyemo_core.stages.assemble import EVERY_SPLIT, eval_splits
-
     if split != "auto":
         return split
     splits = eval_splits(dataset, role or "held_in")  # the projector evaluation's own rule
@@ -160,8 +159,6 @@ def evaluate_generated(
 ) -> dict[str, Any]:
     """Ask, read and score; returns {"report_dir", "computed", "summary", "generation", "files"}.
     ``plan``: the plan the caller made (:func:`plan`); the report goes where it says."""
-    from tinyemo_core.generate.runner import collect, generator_dir, health_sync, run_generation
-
     names = list(spec.datasets) or list(datasets)
     unknown = [n for n in names if n not in datasets or n not in manifests]
     if unknown:
@@ -296,7 +293,5 @@ def _refuse_served_likelihood(spec: EvaluateGeneratedSpec, gen: Any) -> None:
 
 
 def _encoder_fp(encoder: VisionEncoderSpec | None) -> str | None:
-    from tinyemo_core.stages.features import encoder_fingerprint
-
     return encoder_fingerprint(encoder) if encoder is not None else None
 

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.encoders.specs import BackboneSpec
+from tinyemo_core.stages.assemble import label_ids, load_split
+from tinyemo_core.stages.predict import trained_status
 from tinyemo_core.store.atomic import write_atomic, write_json, write_parquet
 from tinyemo_core.store.experiments import (
     PREDICTIONS,
@@ -172,7 +174,6 @@ def reground(
     from tinyemo_core.evaluate.metrics import score_dataset
     from tinyemo_core.evaluate.regrounding import regrounding_table, score_with_labels
     from tinyemo_core.projector.io import load_projector, project
-    from tinyemo_core.stages.assemble import label_ids, load_split
     from tinyemo_core.stages.label_lookup import label_vectors
 
     if (done := read_regrounding(out_dir)) is not None:
@@ -181,7 +182,6 @@ def reground(
         raise ValueError("no re-grounding variant given: map a class to a text (joy='cheerful and content') "
                          "or give a template")
     from tinyemo_core.evaluate.regrounding import untrained_texts
-    from tinyemo_core.stages.predict import trained_status
 
     trained, recorded, calibration = trained_status(run_dir, [], calibrated)  # recorded: None = unknown
     margin = calibration["margin"] if calibration else 0.0

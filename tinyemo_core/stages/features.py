@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from tinyemo_core.data.images import load_rgb
+from tinyemo_core.encoders.fingerprints import vision_fingerprint
 from tinyemo_core.encoders.specs import VisionEncoderSpec
 from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.store.features import FeatureStore, ShardPlan, feature_store_root
@@ -23,8 +25,6 @@ OUTPUTS = ("pooled", "patches")
 
 
 def encoder_fingerprint(spec: VisionEncoderSpec) -> str:
-    from tinyemo_core.encoders.fingerprints import vision_fingerprint
-
     return vision_fingerprint(spec)
 
 
@@ -79,7 +79,6 @@ def extract_shard(
     """
     if store.shard_done(plan.name):
         return {**store.shard_info(plan.name), "computed": False, "seconds": 0.0}
-    from tinyemo_core.data.images import load_rgb
     from tinyemo_core.encoders.extract import encode_images
 
     if output == "patches":

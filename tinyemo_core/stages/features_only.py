@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.config import DatasetSpec
+from tinyemo_core.data.adapters import get_adapter
+from tinyemo_core.data.feature_sources import describe_duplicates, list_source, manifest_from_source
 from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.stages.import_features import import_features, source_fingerprint
 from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.manifests import write_manifest
 
 
 class NeedsImages(ValueError):
@@ -30,8 +34,6 @@ def source_paths(spec: DatasetSpec) -> tuple[Path, Path | None, Path | None]:
 
 def manifest_fingerprint(name: str, spec: DatasetSpec) -> str:
     """The features-only manifest's fingerprint: settings + the source's listing (no vector read)."""
-    from tinyemo_core.stages.import_features import source_fingerprint
-
     settings = spec.model_dump(mode="json", exclude={"root", "template", "synonyms", "zero_shot_split",
                                                       "features"})
     src = spec.features
@@ -41,16 +43,11 @@ def manifest_fingerprint(name: str, spec: DatasetSpec) -> str:
 
 
 def taxonomy_of(spec: DatasetSpec) -> str:
-    from tinyemo_core.data.adapters import get_adapter
-
     return spec.taxonomy or get_adapter(spec.layout).taxonomy
 
 
 def build_manifest(name: str, spec: DatasetSpec, path: Path, fingerprint: str) -> dict[str, Any]:
     """Write the features-only manifest at ``path`` (names, labels, splits from the source)."""
-    from tinyemo_core.data.feature_sources import describe_duplicates, list_source, manifest_from_source
-    from tinyemo_core.store.manifests import write_manifest
-
     source, table, split_file = source_paths(spec)
     rows = list_source(source, table=table, split_file=split_file)
     manifest = manifest_from_source(name, rows, taxonomy_of(spec))
@@ -77,8 +74,6 @@ def import_into(name: str, spec: DatasetSpec, store: FeatureStore, manifest: Pat
                 dtype: str, shard_size: int, on_progress=None) -> dict[str, Any]:
     """Fill ``store`` from the dataset's declared source (ids = the manifest's names); a store holding an
     earlier state of the source is rebuilt."""
-    from tinyemo_core.stages.import_features import import_features
-
     source, table, split_file = source_paths(spec)
     return import_features(name, source, store, encoder_name=encoder_name, table=table, split_file=split_file,
                            features_manifest=manifest, taxonomy=taxonomy_of(spec), dtype=dtype,
@@ -87,8 +82,6 @@ def import_into(name: str, spec: DatasetSpec, store: FeatureStore, manifest: Pat
 
 def import_complete(spec: DatasetSpec, store: FeatureStore) -> bool:
     """The store holds the import of the source as it is now."""
-    from tinyemo_core.stages.import_features import source_fingerprint
-
     imported = (store.manifest() or {}).get("imported") or {}
     return imported.get("source_fingerprint") == source_fingerprint(*source_paths(spec)) and \
         imported.get("id_source") == "name"

@@ -43,7 +43,9 @@ from tinyemo_core.data.feature_sources import (
     strip_suffix,
 )
 from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.store.atomic import write_parquet
 from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.manifests import read_manifest, write_manifest
 
 __all__ = ["FeatureImportError", "import_features", "match", "rekey_store", "source_fingerprint"]
 
@@ -149,8 +151,6 @@ def import_features(
     rows = list_source(source, table=table, split_file=split_file)
     keys = rows.refs if rows.kind == "pt-tree" else rows.names
     if manifest is not None:
-        from tinyemo_core.store.manifests import read_manifest
-
         man = read_manifest(Path(manifest), ok_only=True)
         if rows.image_ids is not None:
             known = set(man["image_id"].to_pylist())
@@ -164,13 +164,9 @@ def import_features(
     else:
         table_out = manifest_from_source(dataset, rows, taxonomy)
         if features_manifest is not None:
-            from tinyemo_core.store.manifests import read_manifest
-
             wanted = set(read_manifest(Path(features_manifest))["image_id"].to_pylist())
             manifest_out = str(features_manifest)
         elif out_manifest is not None:
-            from tinyemo_core.store.manifests import write_manifest
-
             write_manifest(Path(out_manifest), table_out, {
                 "dataset": dataset, "fingerprint": fp, "layout": "features", "id_source": "name",
                 "counts": {"rows": table_out.num_rows, "ok": table_out.num_rows}})
@@ -221,9 +217,6 @@ def rekey_store(dataset: str, store: FeatureStore, image_manifest: Path, *, dtyp
     ``name_map.parquet`` next to the store, the store is rewritten with image ids and no vector is recomputed.
     Returns counts (mapped, unmatched names, images without a vector).
     """
-    from tinyemo_core.store.atomic import write_parquet
-    from tinyemo_core.store.manifests import read_manifest
-
     data = store.manifest()
     imported = (data or {}).get("imported") or {}
     if imported.get("id_source") != "name":

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.config import DatasetSpec, DemoDataSpec
+from tinyemo_core.data.demo import DEMO_DATASETS, generate_demo
+from tinyemo_core.data.ingest import build_manifest, quarantine_summary
+from tinyemo_core.stages import features_only
 from tinyemo_core.store.demo_data import DemoDataStore
 from tinyemo_core.store.manifests import (
     ManifestStore,
@@ -23,8 +26,6 @@ def demo_data_root(storage_root: Path) -> Path:
 
 def make_demo_data(storage_root: Path, spec: DemoDataSpec) -> dict[str, Any]:
     """Generate (or find) the bundled demo datasets under ``storage/demo_data``."""
-    from tinyemo_core.data.demo import generate_demo
-
     datasets = generate_demo(
         demo_data_root(storage_root),
         seed=spec.seed,
@@ -36,8 +37,6 @@ def make_demo_data(storage_root: Path, spec: DemoDataSpec) -> dict[str, Any]:
 
 def plan_demo_data(storage_root: Path, spec: DemoDataSpec) -> StorePlan:
     """The demo datasets: complete when every one carries its marker."""
-    from tinyemo_core.data.demo import DEMO_DATASETS
-
     return DemoDataStore(storage_root).plan(list(DEMO_DATASETS), spec)
 
 
@@ -49,8 +48,6 @@ def ingest_settings(spec: DatasetSpec) -> dict[str, Any]:
 
 def ingest_fingerprint(name: str, spec: DatasetSpec) -> str:
     if spec.features_only:  # no images: the manifest comes from the feature source (stages/features_only.py)
-        from tinyemo_core.stages import features_only
-
         return features_only.manifest_fingerprint(name, spec)
     return manifest_fingerprint(name, ingest_settings(spec), spec.root)
 
@@ -77,10 +74,7 @@ def ingest(
         return done
     path = plan.path
     if spec.features_only:
-        from tinyemo_core.stages import features_only
-
         return features_only.build_manifest(name, spec, path, fingerprint)
-    from tinyemo_core.data.ingest import build_manifest, quarantine_summary
 
     split_file = SplitStore(storage_root).path(name)
     result = build_manifest(

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.generate.affection_export import KIND, REASONING_PROMPT, write_affection_exports
+from tinyemo_core.generate.chains import label_lists, load_manifest
+from tinyemo_core.generate.chains import plan as plan_chains
+from tinyemo_core.generate.export import export_all
+from tinyemo_core.generate.roles import captioner_generation_spec, make_generators
+from tinyemo_core.generate.runner import collect, run_generation
 from tinyemo_core.generate.spec import GenerationSpec
+from tinyemo_core.identity import file_sha256, local_model_fingerprint
 from tinyemo_core.store.generations import GenerationsStore
 from tinyemo_core.store.instructions import InstructionsStore
 from tinyemo_core.store.manifests import read_summary
@@ -31,13 +38,9 @@ def generator_identity(spec: GenerationSpec) -> Any:
     """The generator's identity without loading it: a local folder by content (the same name the loaded
     generator gives itself), a served model by endpoint, id and revision; with EmoVIT's captioner, both."""
     if spec.captioner is not None:
-        from tinyemo_core.generate.roles import captioner_generation_spec
-
         return {"text": generator_identity(spec.model_copy(update={"captioner": None})),
                 "vision": generator_identity(captioner_generation_spec(spec, spec.captioner))}
     if spec.backend == "transformers":
-        from tinyemo_core.identity import local_model_fingerprint
-
         return local_model_fingerprint(spec.model, chat_format=spec.chat_format, dtype=spec.dtype)
     return {"endpoint": spec.base_url.rstrip("/"), "model": spec.model, "revision": spec.model_revision}
 
@@ -47,8 +50,6 @@ def fingerprint(dataset: str, manifest: Path, spec: GenerationSpec, image_root: 
     settings = spec.model_dump(mode="json", exclude=TRANSPORT)
     ext = None
     if external is not None:
-        from tinyemo_core.identity import file_sha256
-
         ext = file_sha256(external)
     return step_fingerprint("instructions", dataset, read_summary(Path(manifest))["content_hash"], settings,
                             str(image_root), ext, generator_identity(spec))
@@ -80,27 +81,17 @@ def build(plan: StorePlan, manifests: list[str], spec: GenerationSpec, image_roo
 
 
 def chains_of(manifests: list[str], spec: GenerationSpec, image_root: Path):
-    from tinyemo_core.generate.chains import load_manifest
-    from tinyemo_core.generate.chains import plan as plan_chains
-
     rows = load_manifest(manifests, spec, image_root=str(image_root))
     return rows, plan_chains(rows, spec)
 
 
 def run_requests(chains, spec: GenerationSpec, root: Path, on_progress=None) -> dict[str, Any]:
-    from tinyemo_core.generate.roles import make_generators
-    from tinyemo_core.generate.runner import run_generation
-
     return run_generation(chains, make_generators(spec), spec, str(root), on_progress).as_dict()
 
 
 def export(rows, chains, spec: GenerationSpec, image_root: Path, generations_dir: Path, generator_fp: str,
            out_dir: Path, external: str | None) -> dict[str, Any]:
     """Read the cached answers back and write validated LLaVA JSON files with per-split statistics."""
-    from tinyemo_core.generate.chains import label_lists
-    from tinyemo_core.generate.export import export_all
-    from tinyemo_core.generate.runner import collect
-
     results = collect(chains, spec, str(generations_dir), generator_fp)
     return export_all(results, str(out_dir), str(image_root), label_lists(rows, spec), mode=spec.mode,
                       conditional=spec.conditional, external=external)
@@ -109,8 +100,6 @@ def export(rows, chains, spec: GenerationSpec, image_root: Path, generations_dir
 def plan_affection(storage_root: Path, dataset: str, manifest: Path) -> StorePlan:
     """TinyEmo Table VI's pairs from an affection-layout manifest (no generator): ``instructions/<dataset>/``
     fingerprinted by the manifest's content and the prompt."""
-    from tinyemo_core.generate.affection_export import KIND, REASONING_PROMPT
-
     fp = step_fingerprint("instructions", dataset, read_summary(Path(manifest))["content_hash"], KIND,
                           REASONING_PROMPT)
     return InstructionsStore(storage_root).plan(dataset, fp)
@@ -118,8 +107,6 @@ def plan_affection(storage_root: Path, dataset: str, manifest: Path) -> StorePla
 
 def build_affection(plan: StorePlan, manifest: Path, storage_root: Path) -> dict[str, Any]:
     """Write ``affection_<split>.json``, then ``export.json``."""
-    from tinyemo_core.generate.affection_export import write_affection_exports
-
     store = InstructionsStore(storage_root)
     store.begin(plan)
     return store.commit(plan, write_affection_exports(Path(manifest), plan.path))

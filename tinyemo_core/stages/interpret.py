@@ -13,8 +13,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tinyemo_core.config import DatasetSpec, RunConfig
+from tinyemo_core.config import DatasetSpec, RunConfig, resolve_dataset
+from tinyemo_core.data.images import load_rgb
 from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.interpret.counterfactual import compare_pair, find_pairs, summarise_pairs
+from tinyemo_core.interpret.probing import scores_from_cosine
+from tinyemo_core.stages.features import encoder_fingerprint, load_encoder, open_store
+from tinyemo_core.stages.ingest import ingest_fingerprint
+from tinyemo_core.stages.labels import backbone_fingerprint, embed_vocabulary
+from tinyemo_core.stages.predict import config_for_run, label_set
 from tinyemo_core.store.activations import (
     CONCEPTS,
     COUNTERFACTUAL,
@@ -27,6 +34,8 @@ from tinyemo_core.store.activations import (
 )
 from tinyemo_core.store.atomic import write_json
 from tinyemo_core.store.features import FeatureStore
+from tinyemo_core.store.labels import read_label_table
+from tinyemo_core.store.manifests import manifest_complete, manifest_path, read_manifest, read_summary
 
 Progress = Callable[[dict], None] | None
 QueryKind = Literal["auto", "image", "id", "text"]
@@ -44,15 +53,9 @@ class DatasetSources:
 
 def dataset_sources(cfg: RunConfig, dataset: str) -> DatasetSources:
     """Resolve ``dataset`` (any dataset of flows.yaml) for ``cfg``'s encoder; errors say what to run."""
-    from tinyemo_core.stages.features import encoder_fingerprint, open_store
-    from tinyemo_core.stages.ingest import ingest_fingerprint
-    from tinyemo_core.store.manifests import manifest_complete, manifest_path
-
     if dataset in cfg.datasets:
         spec = cfg.datasets[dataset]
     elif dataset in cfg.flows.datasets:
-        from tinyemo_core.config import resolve_dataset
-
         spec = resolve_dataset(cfg.flows.datasets[dataset], cfg.config_path.parent)
     else:
         raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(cfg.flows.datasets)}")
@@ -78,8 +81,6 @@ def open_activations(run_dir: Path, src: DatasetSources, storage_root: Path, *, 
                      point: str = "linear", splits: Sequence[str] | None = None) -> ActivationStore:
     """The activation store of (run, dataset) for these settings (complete or not: see ``.complete()``)."""
     from tinyemo_core.interpret.activations import check_point
-    from tinyemo_core.store.manifests import read_summary
-
     check_point(point)
     fp = activation_fingerprint(_weights(run_dir, which), read_summary(src.manifest)["content_hash"],
                                 src.features.manifest()["content_hash"], point, splits)
@@ -96,7 +97,6 @@ def build_activations(run_dir: Path, src: DatasetSources, storage_root: Path, *,
         return {"store": str(store.root), "computed": False, **done}
     from tinyemo_core.interpret.activations import forward_with_activations
     from tinyemo_core.projector.io import load_projector
-    from tinyemo_core.store.manifests import read_manifest
 
     model = load_projector(run_dir, which=which)  # type: ignore[arg-type]
     ids, _ = src.features.load()
@@ -124,12 +124,9 @@ def encode_files(cfg: RunConfig, run_dir: Path, paths: Sequence[Path], *, which:
                  point: str = "linear") -> tuple[np.ndarray, np.ndarray]:
     """(activations, projected) of image files: the run's encoder, then the projector (the only image
     forward pass of these tools). An undecodable file raises, naming it."""
-    from tinyemo_core.data.images import load_rgb
     from tinyemo_core.encoders.extract import encode_images
     from tinyemo_core.interpret.activations import forward_with_activations
     from tinyemo_core.projector.io import load_projector
-    from tinyemo_core.stages.features import load_encoder
-
     model = load_projector(run_dir, which=which)  # type: ignore[arg-type]
     encoder = load_encoder(cfg.encoder)
     if encoder.dim != model.in_dim:
@@ -182,9 +179,6 @@ def explore_similar(cfg: RunConfig, run_dir: Path, dataset: str, query: str, *, 
                     on_progress: Progress = None) -> dict[str, Any]:
     """Nearest images to QUERY by cosine in the projected space (Fig. 12): table + captioned grid PNG."""
     from tinyemo_core.interpret.plots import image_grid
-    from tinyemo_core.interpret.probing import scores_from_cosine
-    from tinyemo_core.stages.predict import config_for_run
-
     cfg = config_for_run(cfg, run_dir)
     src = dataset_sources(cfg, dataset)
     build_activations(run_dir, src, cfg.storage_root, which=which, on_progress=on_progress)
@@ -224,10 +218,6 @@ def explore_concepts(cfg: RunConfig, run_dir: Path, image: str, *, dataset: str 
     """Rank a concept list (bundled or ``concepts``) and the backbone's whole vocabulary for one image
     (§IV-G, Fig. 7); IMAGE is a file or (with ``dataset``) an image id."""
     from tinyemo_core.interpret.probing import load_concepts, rank
-    from tinyemo_core.stages.labels import backbone_fingerprint, embed_vocabulary
-    from tinyemo_core.stages.predict import config_for_run
-    from tinyemo_core.store.labels import read_label_table
-
     cfg = config_for_run(cfg, run_dir)
     if Path(image).expanduser().is_file():
         vec = encode_files(cfg, run_dir, [Path(image).expanduser()], which=which)[1][0]
@@ -268,10 +258,7 @@ def explore_counterfactual(cfg: RunConfig, run_dir: Path, pairs: Path | Sequence
     Labels: ``labels`` / ``taxonomy`` as in ``tinyemo predict`` (default: the profile's held-in labels).
     No ``neurons``: the 3 with the largest mean absolute change over the pairs are reported."""
     from tinyemo_core.interpret.activations import check_neurons
-    from tinyemo_core.interpret.counterfactual import compare_pair, find_pairs, summarise_pairs
     from tinyemo_core.interpret.plots import distance_bars, image_grid
-    from tinyemo_core.stages.predict import config_for_run, label_set
-
     cfg = config_for_run(cfg, run_dir)
     items = (find_pairs(pairs) if isinstance(pairs, (str, Path))
              else [(n, Path(a), Path(b)) for n, a, b in pairs])

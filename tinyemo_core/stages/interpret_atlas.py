@@ -13,7 +13,15 @@ import pyarrow as pa
 
 from tinyemo_core.config import RunConfig
 from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.interpret.atlas import (
+    class_matrices,
+    detection_rates,
+    most_selective,
+    subset_neurons,
+    top_k,
+)
 from tinyemo_core.interpret.spec import InterpretSpec
+from tinyemo_core.stages.assemble import load_split
 from tinyemo_core.stages.interpret import (
     DatasetSources,
     build_activations,
@@ -21,6 +29,7 @@ from tinyemo_core.stages.interpret import (
     open_activations,
     text_vectors,
 )
+from tinyemo_core.stages.predict import config_for_run
 from tinyemo_core.store.activations import (
     ActivationStore,
     ActivationStoreKind,
@@ -28,6 +37,7 @@ from tinyemo_core.store.activations import (
     read_analysis,
 )
 from tinyemo_core.store.atomic import write_parquet
+from tinyemo_core.store.labels import render
 from tinyemo_core.store.plan import StorePlan
 
 Progress = Callable[[dict], None] | None
@@ -54,8 +64,6 @@ def _relocate(payload: Any, tmp: Path, out: Path) -> Any:
 
 def _store(cfg: RunConfig, run_dir: Path, spec: InterpretSpec, on_progress: Progress
            ) -> tuple[DatasetSources, ActivationStore, dict]:
-    from tinyemo_core.stages.predict import config_for_run
-
     cfg = config_for_run(cfg, run_dir)
     src = dataset_sources(cfg, default_dataset(cfg, spec))
     desc = build_activations(run_dir, src, cfg.storage_root, which=spec.checkpoint, point=spec.point,
@@ -68,8 +76,6 @@ def _store(cfg: RunConfig, run_dir: Path, spec: InterpretSpec, on_progress: Prog
 def open_store(cfg: RunConfig, run_dir: Path, spec: InterpretSpec
                ) -> tuple[RunConfig, DatasetSources, ActivationStore]:
     """(config for the run, dataset sources, activation store) of an analysis; nothing is built."""
-    from tinyemo_core.stages.predict import config_for_run
-
     cfg = config_for_run(cfg, run_dir)
     src = dataset_sources(cfg, default_dataset(cfg, spec))
     store = open_activations(run_dir, src, cfg.storage_root, which=spec.checkpoint, point=spec.point,
@@ -109,7 +115,6 @@ def neuron_atlas(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = Non
     out = store.root / f"atlas-{_atlas_key(spec)}"
     if (done := read_analysis(out)) is not None:
         return {**done, "computed": False}
-    from tinyemo_core.interpret.atlas import class_matrices, detection_rates, most_selective, top_k
     from tinyemo_core.interpret.plots import image_grid
 
     rows = store.rows()
@@ -161,8 +166,6 @@ def _selective_markdown(selective: Sequence[dict], k: int) -> str:
 def neuron_query(cfg: RunConfig, run_dir: Path, image_ids: Sequence[str], spec: InterpretSpec | None = None,
                  *, top: int | None = None) -> list[dict]:
     """Neurons most activated by a chosen subset of the dataset's images (§V-C step 2)."""
-    from tinyemo_core.interpret.atlas import subset_neurons
-
     spec = spec or InterpretSpec()
     _src, store, _ = _store(cfg, run_dir, spec, None)
     return subset_neurons(store.activations(), store.row_of(list(image_ids)), top or spec.subset_top)
@@ -171,10 +174,6 @@ def neuron_query(cfg: RunConfig, run_dir: Path, image_ids: Sequence[str], spec: 
 def neuron_ablation(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None, *,
                     on_progress: Progress = None) -> dict[str, Any]:
     """Accuracy change when each hidden neuron alone is zeroed (Appendix E-A, Fig. 17), closed form."""
-    from tinyemo_core.stages.assemble import load_split
-    from tinyemo_core.stages.predict import config_for_run
-    from tinyemo_core.store.labels import render
-
     spec = spec or InterpretSpec()
     cfg = config_for_run(cfg, run_dir)
     src, store, _ = _store(cfg, run_dir, spec, on_progress)

@@ -25,6 +25,8 @@ from tinyemo_core.stages.interpret_atlas import (
     neuron_query,
     open_store,
 )
+from tinyemo_core.stages.labels import dataset_labels
+from tinyemo_core.stages.predict import config_for_run
 from tinyemo_core.store.activations import ActivationStoreKind, publish_analysis, read_analysis
 from tinyemo_core.store.plan import StorePlan
 
@@ -66,8 +68,6 @@ def bias_report(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None
                 on_progress: Progress = None) -> dict[str, Any]:
     """Chain the tools for ``spec.query`` (and ``spec.pairs``) and write ``report.md``; idempotent."""
     from tinyemo_core.interpret.plots import image_grid
-    from tinyemo_core.stages.predict import config_for_run
-
     spec = _bias_spec(cfg, spec)
     cfg = config_for_run(cfg, run_dir)
     src, store, _ = _store(cfg, run_dir, spec, on_progress)
@@ -134,8 +134,6 @@ def bias_report(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None
                                               for t in concepts.get("tokens", [])[:10]), ""]
         counter_res = None
         if spec.pairs:
-            from tinyemo_core.stages.labels import dataset_labels
-
             counter_res = explore_counterfactual(
                 cfg, run_dir, spec.pairs, labels=",".join(dataset_labels(src.manifest)),
                 template=src.spec.template, neurons=followed, target=spec.target, point=spec.point,

@@ -16,11 +16,20 @@ import numpy as np
 
 from tinyemo_core.config import DatasetSpec
 from tinyemo_core.fingerprint import step_fingerprint
+from tinyemo_core.projector.calibration import (
+    choose_margin,
+    gzsl_scores,
+    margin_curve,
+    margin_grid,
+    permuted_control,
+    zsl_accuracy,
+)
 from tinyemo_core.projector.spec import TrainingSpec
 from tinyemo_core.projector.transfer_spec import LabelTransferSpec
 from tinyemo_core.provenance import current
 from tinyemo_core.stages.assemble import label_ids, load_split
-from tinyemo_core.store.atomic import write_atomic, write_json
+from tinyemo_core.store.atomic import read_json, write_atomic, write_json
+from tinyemo_core.store.experiments import experiment_dir
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.kind import write_provenance
 from tinyemo_core.store.labels import read_label_table
@@ -165,7 +174,6 @@ def calibrate(name: str, spec: DatasetSpec, manifest: str, store: FeatureStore, 
     Per pseudo split: its run trained on the fold's seen classes minus the pseudo-unseen ones scores the
     pseudo-unseen classes' train + val images and the pseudo-seen classes' val images over the fold's seen
     words; the margin maximising the mean H over splits is kept."""
-    from tinyemo_core.projector.calibration import choose_margin, margin_curve, margin_grid
     from tinyemo_core.projector.io import read_calibration, write_calibration
 
     if (done := read_calibration(run_dir)) is not None and done.get("fingerprint") == fingerprint:
@@ -220,8 +228,6 @@ def evaluate_fold(name: str, spec: DatasetSpec, manifest: str, store: FeatureSto
                   fold: Fold, run_dir: Path, which: str, margin: float | None) -> dict[str, Any]:
     """Score seen classes' test images and every image of the unseen classes over all the fold's words:
     uncalibrated, with ``margin`` (when given) and the permuted-word control at that margin; ZSL too."""
-    from tinyemo_core.projector.calibration import gzsl_scores, permuted_control, zsl_accuracy
-
     table = read_label_table(Path(label_table))
     words = sorted([*fold.seen, *fold.unseen])
     vectors = table.vectors[label_ids(table, words, spec.template)].astype(np.float64)
@@ -316,15 +322,11 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], settings: dict[str, 
 
 def plan_report(storage_root: Path, inputs: dict[str, Any]) -> StorePlan:
     """``experiments/label-transfer-<fingerprint of inputs>/``, complete once its JSON is written."""
-    from tinyemo_core.store.experiments import experiment_dir
-
     path = experiment_dir(storage_root, "label-transfer", inputs)
     return StorePlan(path.name.rsplit("-", 1)[-1], path, (path / REPORT_JSON).exists())
 
 
 def read_report(out_dir: Path) -> dict[str, Any] | None:
-    from tinyemo_core.store.atomic import read_json
-
     data = read_json(Path(out_dir) / REPORT_JSON)
     return None if data is None else {"out_dir": str(out_dir), "markdown": str(Path(out_dir) / REPORT_MD),
                                       "computed": False, **data}

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.config import DatasetSpec
+from tinyemo_core.data.taxonomy import SYNONYMS
+from tinyemo_core.encoders.fingerprints import backbone_fingerprint as fp
+from tinyemo_core.encoders.labels import load_label_embedder
 from tinyemo_core.encoders.specs import BackboneSpec
 from tinyemo_core.store.labels import (
     LabelStore,
@@ -33,8 +36,6 @@ def dataset_labels(manifest: Path) -> list[str]:
 
 
 def synonym_words(label: str) -> list[str]:
-    from tinyemo_core.data.taxonomy import SYNONYMS
-
     return list(SYNONYMS.get(label, []))
 
 
@@ -51,8 +52,6 @@ def label_pairs(datasets: dict[str, DatasetSpec], manifests: dict[str, str]) -> 
 
 
 def backbone_fingerprint(spec: BackboneSpec) -> str:
-    from tinyemo_core.encoders.fingerprints import backbone_fingerprint as fp
-
     return fp(spec)
 
 
@@ -64,7 +63,6 @@ def embed_labels(
     path = label_table_path(storage_root, backbone_name, set_fp)
     if (summary := label_table_summary(path)) is not None:
         return {"table": str(path), "fingerprint": set_fp, "computed": False, **summary}
-    from tinyemo_core.encoders.labels import load_label_embedder
 
     embedder = load_label_embedder(spec, ModelsStore(storage_root).root)
     texts = [render(tpl, word) for word, tpl in pairs]
@@ -104,7 +102,6 @@ def embed_vocabulary(
     path = vocabulary_table_path(storage_root, backbone_name, fingerprint)
     if (summary := label_table_summary(path)) is not None:
         return {"table": str(path), "computed": False, **summary}
-    from tinyemo_core.encoders.labels import load_label_embedder
 
     embedder = load_label_embedder(spec, ModelsStore(storage_root).root)
     tokens = embedder.vocabulary()

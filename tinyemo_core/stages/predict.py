@@ -13,8 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from tinyemo_core.config import RunConfig
+from tinyemo_core.config import RunConfig, load_config
+from tinyemo_core.data.images import IMAGE_EXTENSIONS, load_rgb
+from tinyemo_core.data.taxonomy import TAXONOMIES, get_taxonomy
+from tinyemo_core.projector.calibration import stack
+from tinyemo_core.stages.features import load_encoder
+from tinyemo_core.stages.ingest import ingest_fingerprint
+from tinyemo_core.stages.labels import dataset_labels
 from tinyemo_core.store.labels import render
+from tinyemo_core.store.manifests import manifest_complete, manifest_path
 from tinyemo_core.store.runs import parse_run_name, resolve_run  # noqa: F401  (resolve_run: re-export)
 
 
@@ -39,8 +46,6 @@ def run_models(run_dir: Path) -> tuple[str, str]:
 
 def config_for_run(cfg: RunConfig, run_dir: Path, overrides: Sequence[str] = ()) -> RunConfig:
     """``cfg`` re-resolved with the run's encoder and backbone (named in the run folder) if they differ."""
-    from tinyemo_core.config import load_config
-
     encoder, backbone = run_models(run_dir)
     for what, name, known in (("encoder", encoder, cfg.flows.encoders), ("backbone", backbone,
                                                                           cfg.flows.backbones)):
@@ -55,8 +60,6 @@ def config_for_run(cfg: RunConfig, run_dir: Path, overrides: Sequence[str] = ())
 
 def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders expanded recursively to their image files (sorted)."""
-    from tinyemo_core.data.images import IMAGE_EXTENSIONS
-
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -74,8 +77,6 @@ def label_set(cfg: RunConfig, labels: str | None = None, taxonomy: str | None = 
               template: str | None = None) -> list[tuple[str, str]]:
     """(word, text) pairs to rank: ``labels`` (comma-separated), a registered taxonomy, or a dataset of the
     profile (its own labels and template); default: the labels of the profile's held-in datasets."""
-    from tinyemo_core.data.taxonomy import TAXONOMIES, get_taxonomy
-
     if labels and taxonomy:
         raise ValueError("pass either --labels or --taxonomy, not both")
     if labels:
@@ -100,10 +101,6 @@ def label_set(cfg: RunConfig, labels: str | None = None, taxonomy: str | None = 
 
 
 def _dataset_words(cfg: RunConfig, name: str) -> list[str]:
-    from tinyemo_core.stages.ingest import ingest_fingerprint
-    from tinyemo_core.stages.labels import dataset_labels
-    from tinyemo_core.store.manifests import manifest_complete, manifest_path
-
     path = manifest_path(cfg.storage_root, name, ingest_fingerprint(name, cfg.datasets[name]))
     if not manifest_complete(path):
         raise FileNotFoundError(f"dataset {name} has no manifest yet (run `tinyemo run build-dataset`), "
@@ -127,10 +124,8 @@ def predict(
     ``info["untrained"]`` lists the words whose text the run never trained on (None when the run predates
     that record). ``calibrated``: apply the run's calibration (calibrated stacking: its margin is subtracted
     from the scores of the words it trained on, docs/projector.md); the scores shown are then calibrated."""
-    from tinyemo_core.data.images import load_rgb
     from tinyemo_core.encoders.extract import encode_images
     from tinyemo_core.projector.io import load_projector, project
-    from tinyemo_core.stages.features import load_encoder
     from tinyemo_core.stages.label_lookup import label_vectors
 
     trained, untrained, calibration = trained_status(run_dir, pairs, calibrated)
@@ -149,8 +144,6 @@ def predict(
     vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     cos = project(model, result.vectors) @ vectors.T if len(result.vectors) else np.zeros((0, len(pairs)))
     if calibration is not None:
-        from tinyemo_core.projector.calibration import stack
-
         cos = stack(cos, [j for j, (_, text) in enumerate(pairs) if text in trained], calibration["margin"])
     words = [w for w, _ in pairs]
     out: list[Prediction] = [Prediction(str(p), [], [], result.errors.get(i)) for i, p in enumerate(paths)]

@@ -25,9 +25,15 @@ from typing import Any
 
 from tinyemo_core.finetune.spec import ReasonSpec
 from tinyemo_core.fingerprint import stable_hash, step_fingerprint
-from tinyemo_core.generate.backends.base import Answer, ChatRequest, Sampling, Turn
+from tinyemo_core.generate.backends.base import Answer, ChatRequest, RequestFailed, Sampling, Turn
+from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
 from tinyemo_core.generate.prompts import emoreason_instruction, strip_image_tag
+from tinyemo_core.generate.runner import run_sync
 from tinyemo_core.identity import local_model_fingerprint
+from tinyemo_core.judge.parse import parse_label
+from tinyemo_core.stages.ingest import plan as plan_manifest
+from tinyemo_core.stages.predict import config_for_run, image_paths, label_set, predict
+from tinyemo_core.store.manifests import manifest_complete, read_manifest, read_summary
 from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.reasoning import ReasoningStore
 
@@ -68,10 +74,7 @@ def make_reasoner(model_dir: Path | None, spec: ReasonSpec) -> tuple[Reasoner, s
     """(batch -> answers, model identity). ``transformers``: the saved folder in process; ``openai``: a
     server (vLLM) at ``spec.base_url`` serving ``spec.served_model``."""
     if spec.backend == "openai":
-        from tinyemo_core.generate.backends.base import RequestFailed
         from tinyemo_core.generate.backends.openai_http import OpenAIHTTPGenerator
-        from tinyemo_core.generate.runner import run_sync
-
         model = spec.served_model or (str(model_dir) if model_dir else None)
         if not model:
             raise ValueError("reason.backend=openai needs reason.served_model (the id the server serves)")
@@ -92,7 +95,6 @@ def make_reasoner(model_dir: Path | None, spec: ReasonSpec) -> tuple[Reasoner, s
             return run_sync(gen, go)  # one loop per batch; the client is closed in it
 
         return run_http, stable_hash("openai", spec.base_url, model)
-    from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
 
     if model_dir is None or not (Path(model_dir) / "config.json").exists():
         raise FileNotFoundError(f"reasoner folder {model_dir} has no config.json: pass the `model/` folder "
@@ -115,8 +117,6 @@ def _norm(label: str | None) -> str | None:
 
 
 def _row(item: ReasonItem, answer: Answer, condition: bool) -> dict[str, Any]:
-    from tinyemo_core.judge.parse import parse_label
-
     parsed = parse_label(answer.text, item.labels, recipe="tinyemo")
     return {
         "image_id": item.image_id, "path": item.path, "true_label": item.true_label,
@@ -271,8 +271,6 @@ def projector_items(paths: Sequence[Path], run_dir: Path, cfg, pairs: Sequence[t
                     ids: Sequence[str] | None = None,
                     truths: Sequence[str] | None = None) -> list[ReasonItem]:
     """The Metric Projector's best label per image (:func:`tinyemo_core.stages.predict.predict`)."""
-    from tinyemo_core.stages.predict import config_for_run, predict
-
     preds, _ = predict(list(paths), run_dir, config_for_run(cfg, run_dir), pairs)
     words = tuple(w for w, _ in pairs)
     ids = ids or image_ids(paths)
@@ -285,8 +283,6 @@ def reason_images(paths: Sequence[str | Path], cfg, run_dir: Path, model_dir: Pa
                   *, labels: str | None = None, taxonomy: str | None = None,
                   on_progress: Progress = None) -> dict[str, Any]:
     """``tinyemo reason IMAGE...``: files/folders -> projector labels -> (conditional) reasoning, cached."""
-    from tinyemo_core.stages.predict import image_paths, label_set
-
     files = image_paths(paths)
     pairs = label_set(cfg, labels, taxonomy)
     _, model_id = make_reasoner(model_dir, spec)
@@ -306,9 +302,6 @@ def split_inputs(cfg, dataset: str, spec: ReasonSpec, manifest: Path | None = No
     """(paths, image ids, true labels, manifest content hash) of ``dataset``'s ``spec.split`` images
     (``manifest``: the dataset's manifest when the caller has it, else the current one is looked up)."""
     import pyarrow.compute as pc
-
-    from tinyemo_core.stages.ingest import plan as plan_manifest
-    from tinyemo_core.store.manifests import manifest_complete, read_manifest, read_summary
 
     if dataset not in cfg.datasets:
         raise ValueError(f"dataset {dataset!r} is not in profile {cfg.profile}: {', '.join(cfg.datasets)}")
@@ -341,8 +334,6 @@ def reason_split(cfg, dataset: str, run_dir: Path, model_dir: Path | None, spec:
     """The ``reason`` flow's stage: a dataset's test split, projector-conditioned, with accuracy vs truth.
     ``normal_dir``: Fig. 9's separately trained normal model for comparison.md. ``plan``: the plan the
     caller made (:func:`plan_split`); it is not made again."""
-    from tinyemo_core.stages.predict import label_set
-
     plan = plan or plan_split(cfg, dataset, run_dir, model_dir, spec, normal_dir, manifest)
     if plan.complete:
         return _cached(plan.path)

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from tinyemo_core.config import DatasetSpec
+from tinyemo_core.data.demo_words import generate_word_demo, marker_params, word_demo_complete
 from tinyemo_core.encoders.specs import BackboneSpec
+from tinyemo_core.fingerprint import stable_hash
 from tinyemo_core.projector.transfer_spec import WordDemoSpec
 from tinyemo_core.store.labels import render
 from tinyemo_core.store.plan import StorePlan
 
 
 def _params(demo: WordDemoSpec, backbone_fp: str, template: str) -> dict[str, Any]:
-    from tinyemo_core.data.demo_words import marker_params
-
     return marker_params(demo.words, seed=demo.seed, images_per_class=demo.images_per_class,
                          image_size=demo.image_size, dims=demo.dims, noise=demo.noise,
                          vectors_id=f"{backbone_fp}:{template}")
@@ -23,9 +23,6 @@ def _params(demo: WordDemoSpec, backbone_fp: str, template: str) -> dict[str, An
 
 def plan(demo: WordDemoSpec, dataset: DatasetSpec, backbone_fp: str) -> StorePlan:
     """The dataset folder: complete when its marker records these words, settings and backbone."""
-    from tinyemo_core.data.demo_words import word_demo_complete
-    from tinyemo_core.fingerprint import stable_hash
-
     params = _params(demo, backbone_fp, dataset.template)
     return StorePlan(stable_hash(params), dataset.root, word_demo_complete(dataset.root, params))
 
@@ -48,7 +45,6 @@ def check(demo: WordDemoSpec, datasets: dict[str, DatasetSpec], where: str) -> N
 def make(demo: WordDemoSpec, dataset: DatasetSpec, backbone: BackboneSpec, backbone_name: str,
          backbone_fp: str, storage_root: Path) -> dict[str, Any]:
     """Embed the words (label store, cached) with the dataset's template and draw the images."""
-    from tinyemo_core.data.demo_words import generate_word_demo
     from tinyemo_core.stages.label_lookup import label_vectors
 
     texts = [render(dataset.template, w) for w in demo.words]

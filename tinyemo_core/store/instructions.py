@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tinyemo_core.provenance import current
 from tinyemo_core.store.atomic import read_json, write_json
 from tinyemo_core.store.kind import StoreKind, entry, subdirs
 from tinyemo_core.store.plan import StorePlan
@@ -55,8 +56,6 @@ class InstructionsStore(StoreKind):
 
     def commit(self, plan: StorePlan, summary: dict[str, Any]) -> dict[str, Any]:
         """Write ``export.json`` last (the export's files are already in place)."""
-        from tinyemo_core.provenance import current
-
         payload = {**summary, "fingerprint": plan.fingerprint, "produced_by": current()}
         write_json(plan.path / MARKER, payload)
         return {**payload, "path": str(plan.path), "computed": True}

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tinyemo_core.provenance import describe
-from tinyemo_core.store.atomic import read_json, staged_dir
+from tinyemo_core.provenance import current, describe
+from tinyemo_core.store.atomic import read_json, staged_dir, write_json
 from tinyemo_core.store.plan import StorePlan
 
 _KINDS: list[type[StoreKind]] = []
@@ -114,9 +114,6 @@ class StoreKind(ABC):
 
 def write_provenance(folder: Path) -> Path:
     """Record the current producer (:func:`tinyemo_core.provenance.current`) in ``folder``."""
-    from tinyemo_core.provenance import current
-    from tinyemo_core.store.atomic import write_json
-
     return write_json(Path(folder) / PROVENANCE, current())
 
 

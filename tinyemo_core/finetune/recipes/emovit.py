@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from tinyemo_core.data.images import load_rgb
 from tinyemo_core.finetune.recipes import EMOVIT_KINDS, Recipe
 
 IGNORE = -100
@@ -166,8 +167,6 @@ class EmoVITDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from tinyemo_core.data.images import load_rgb
-
         rec, question, answer = self.items[i]
         tok, p = self.processor.tokenizer, self.processor
         image_id = tok.convert_tokens_to_ids(p.image_token.content)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from tinyemo_core.generate.backends.demo_grounded import DemoGroundedGenerator
+from tinyemo_core.generate.backends.transformers_local import TransformersGenerator
+
 from ..spec import GenerationSpec
 from .base import Answer, ChatRequest, Generator, GeneratorUnavailable, RequestFailed, Sampling, Turn
 
@@ -9,14 +12,11 @@ from .base import Answer, ChatRequest, Generator, GeneratorUnavailable, RequestF
 def make_generator(spec: GenerationSpec) -> Generator:
     """Build the backend named by ``spec.backend`` (the HTTP client does no I/O until :meth:`health`)."""
     if spec.backend == "demo":
-        from .demo_grounded import DemoGroundedGenerator
-
         return DemoGroundedGenerator()
     if spec.backend == "openai":
         from .openai_http import OpenAIHTTPGenerator
 
         return OpenAIHTTPGenerator.from_spec(spec)
-    from .transformers_local import TransformersGenerator
 
     return TransformersGenerator.from_spec(spec)
 

@@ -17,6 +17,8 @@ import re
 import zlib
 from pathlib import Path
 
+from tinyemo_core.data.demo import CONCEPTS, DEMO_VERSION, describe_image
+
 from .. import prompts as P
 from .base import Answer, ChatRequest, RequestFailed
 
@@ -72,8 +74,6 @@ def _pattern(freq: float, angle: float, striped: bool) -> str:
 
 def describe(path: str | Path) -> dict[str, str] | None:
     """Words for what the demo image at ``path`` shows (None when it is not a demo image)."""
-    from tinyemo_core.data.demo import CONCEPTS, describe_image
-
     found = describe_image(path)
     if found is None:
         return None
@@ -155,8 +155,6 @@ class DemoGroundedGenerator:
 
     @property
     def fingerprint(self) -> str:
-        from tinyemo_core.data.demo import DEMO_VERSION
-
         return hashlib.sha256(f"{NAME}:{VERSION}:demo-data-{DEMO_VERSION}".encode()).hexdigest()[:16]
 
     async def health(self) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from tinyemo_core.generate.bunny.image import bunny_prompt
 from tinyemo_core.identity import local_model_fingerprint
 
 from ..spec import GenerationSpec
@@ -162,8 +163,6 @@ class TransformersGenerator:
 
     def _bunny_inputs(self, turns: tuple[Turn, ...], image: Image.Image | None) -> dict:
         import torch
-
-        from tinyemo_core.generate.bunny.image import bunny_prompt
 
         system = next((t.text for t in turns if t.role == "system"), None)
         dialogue = [(t.role, t.text) for t in turns if t.role != "system"]

@@ -55,7 +55,9 @@ def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overri
         spec = spec.model_copy(update={"model": str(trained_model(cfg, spec.model))})
     manifest_descs = ensure_manifests(cfg)
     manifests = {n: d["manifest"] for n, d in manifest_descs.items()}
-    stores = ensure_features(cfg, manifest_descs) if spec.clipscore else None
+    # the profile's feature stores serve CLIPScore only when it scores with the profile's own encoder
+    reuse = spec.clipscore is not None and spec.clipscore.encoder in (None, cfg.spec.encoder)
+    stores = ensure_features(cfg, manifest_descs) if reuse else None
     # CLIPScore's model may differ from the feature encoder (clipscore.encoder; Hessel et al.: ViT-B/32)
     encoder = stage.scoring_encoder(spec, cfg.flows.encoders, cfg.encoder)
     planned = stage.plan(spec, manifests, cfg.roles, cfg.storage_root, encoder)

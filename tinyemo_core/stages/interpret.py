@@ -16,6 +16,7 @@ import numpy as np
 from tinyemo_core.config import DatasetSpec, RunConfig, resolve_dataset
 from tinyemo_core.data.images import load_rgb
 from tinyemo_core.fingerprint import stable_hash
+from tinyemo_core.interpret import probing
 from tinyemo_core.interpret.counterfactual import compare_pair, find_pairs, summarise_pairs
 from tinyemo_core.interpret.probing import scores_from_cosine
 from tinyemo_core.stages.features import encoder_fingerprint, load_encoder, open_store
@@ -217,7 +218,6 @@ def explore_concepts(cfg: RunConfig, run_dir: Path, image: str, *, dataset: str 
                      out_dir: Path | None = None) -> dict[str, Any]:
     """Rank a concept list (bundled or ``concepts``) and the backbone's whole vocabulary for one image
     (§IV-G, Fig. 7); IMAGE is a file or (with ``dataset``) an image id."""
-    from tinyemo_core.interpret.probing import load_concepts, rank
     cfg = config_for_run(cfg, run_dir)
     if Path(image).expanduser().is_file():
         vec = encode_files(cfg, run_dir, [Path(image).expanduser()], which=which)[1][0]
@@ -228,16 +228,16 @@ def explore_concepts(cfg: RunConfig, run_dir: Path, image: str, *, dataset: str 
         build_activations(run_dir, src, cfg.storage_root, which=which)
         store = open_activations(run_dir, src, cfg.storage_root, which=which)
         vec = np.asarray(store.projected()[store.row_of([image])[0]], np.float32)
-    clist = load_concepts(concepts)
+    clist = probing.load_concepts(concepts)
     cvec = text_vectors(cfg, clist.texts)
-    ranked = rank(vec, cvec, clist.texts, extra=[{"group": g} for g in clist.groups])
+    ranked = probing.rank(vec, cvec, clist.texts, extra=[{"group": g} for g in clist.groups])
     result: dict[str, Any] = {"image": image, "run": Path(run_dir).name, "concepts_source": clist.source,
                               "concepts": ranked, "top_concepts": ranked[:top]}
     try:
         vocab = embed_vocabulary(cfg.backbone, cfg.backbone_name, cfg.storage_root,
                                  backbone_fingerprint(cfg.backbone))
         table = read_label_table(Path(vocab["table"]))
-        result["tokens"] = rank(vec, table.vectors, table.texts, top=tokens, bottom=2)
+        result["tokens"] = probing.rank(vec, table.vectors, table.texts, top=tokens, bottom=2)
         result["vocabulary_size"] = len(table.texts)
     except ValueError as exc:  # hidden-state backbones have no per-token table
         result["tokens"], result["tokens_skipped"] = [], str(exc)

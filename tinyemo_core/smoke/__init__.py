@@ -27,7 +27,7 @@ from tinyemo_core.config import RunConfig, apply_overrides
 from tinyemo_core.errors import ConfigError
 from tinyemo_core.generate.bunny import convert_bunny
 from tinyemo_core.net import free_port
-from tinyemo_core.preflight import RUN_MODELS, SMOKE_MARKER
+from tinyemo_core.preflight import ALL_PARTS, BASE, FLOW_PARTS, RUN_MODELS, SMOKE_MARKER
 from tinyemo_core.preflight.resources import cuda_available
 from tinyemo_core.registry import backbones
 from tinyemo_core.smoke.datasets import write_layout
@@ -138,6 +138,17 @@ def _without_cuda(block: dict[str, Any], keys: tuple[str, ...], where: str,
             plan.replaced.append({"field": f"{where}.{key}", "original": "true",
                                   "stand_in": "false (no CUDA here: 4-bit needs bitsandbytes on CUDA)"})
     return block
+
+
+def _optional(needed: bool, replace: Any, entry: dict[str, Any], *args: Any) -> dict[str, Any]:
+    """``replace(entry, *args)``; for a block the flow does not touch, a missing tiny family leaves the
+    entry as written (the flow never loads it) instead of stopping the smoke run."""
+    try:
+        return replace(entry, *args)
+    except SmokeError:
+        if needed:
+            raise
+        return entry
 
 
 def _encoder(entry: dict[str, Any], name: str, models: _Models) -> dict[str, Any]:
@@ -253,6 +264,7 @@ def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> Sm
         datasets[name] = _smoke_dataset(entry, name, root / "data")
     profile = data["profiles"][cfg.profile] = dict(data["profiles"][cfg.profile])
     spec = cfg.spec
+    parts = ALL_PARTS if flow is None else FLOW_PARTS.get(flow, BASE)
     grid = spec.grid if spec.grid is not None and flow == "encoder-backbone-grid" else None
     encoders = {spec.encoder, *(grid.encoders if grid else [])}
     judged_spec = spec.evaluate_generated
@@ -260,9 +272,11 @@ def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> Sm
         encoders.add(judged_spec.clipscore.encoder)  # CLIPScore's own CLIP (Hessel et al.'s ViT-B/32)
     if spec.reasoning is not None and spec.reasoning.patch_encoder:
         encoders.add(spec.reasoning.patch_encoder)
+    scorer = judged_spec.clipscore.encoder if judged_spec and judged_spec.clipscore else None
     data["encoders"] = dict(data["encoders"])
     for name in sorted(encoders):
-        data["encoders"][name] = _encoder(dict(data["encoders"][name]), name, models)
+        needed = name != scorer or name == spec.encoder or "evaluate_generated" in parts
+        data["encoders"][name] = _optional(needed, _encoder, dict(data["encoders"][name]), name, models)
     data["backbones"] = dict(data.get("backbones") or {})
     for name in sorted({spec.backbone, *(grid.backbones if grid else [])}):
         entry = data["backbones"].get(name) or cfg.flows.backbones.get(name)
@@ -271,11 +285,13 @@ def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> Sm
         data["backbones"][name] = _backbone(dict(entry), name, models)
     where = f"profiles.{cfg.profile}"
     if isinstance(profile.get("generation"), dict):
-        profile["generation"] = _generation(profile["generation"], f"{where}.generation", models)
+        profile["generation"] = _optional("generation" in parts, _generation, profile["generation"],
+                                          f"{where}.generation", models)
     if isinstance(profile.get("reasoning"), dict):
-        profile["reasoning"] = _reasoning(profile["reasoning"], f"{where}.reasoning", models)
+        profile["reasoning"] = _optional("reasoning" in parts, _reasoning, profile["reasoning"],
+                                         f"{where}.reasoning", models)
     judged = profile.get("evaluate_generated")
-    if isinstance(judged, dict):
+    if isinstance(judged, dict) and "evaluate_generated" in parts:
         judged = _without_cuda(judged, ("load_in_4bit",), f"{where}.evaluate_generated", plan)
         if judged.get("model") not in (None, *RUN_MODELS) and not (
             str(judged["model"]).startswith(("/", ".", "~"))

@@ -101,6 +101,16 @@ def test_table_vi_profile() -> None:
         load_config(FLOWS, "paper-table-vi", ["evaluate_generated.accuracy=true"])
 
 
+def test_llava_recipe_is_llava_15_format_on_instruction_exports() -> None:
+    from tinyemo_core.finetune.model import CHAT_TEMPLATE
+    from tinyemo_core.finetune.recipes import get_recipe, recipe_info
+    from tinyemo_core.finetune.spec import ModelSpec, TinyModelSpec
+
+    assert recipe_info("llava").exports == "instructions"  # instructions/affection/affection_<split>.json
+    _, processor = get_recipe("llava").build(ModelSpec(tiny=TinyModelSpec(hidden=16, vision_hidden=16)))
+    assert processor.chat_template == CHAT_TEMPLATE and processor.image_processor.do_pad
+
+
 def test_clipscore_encoder_is_chosen_apart_from_the_features() -> None:
     from tinyemo_core.stages.evaluate_generated import scoring_encoder
 

@@ -32,6 +32,9 @@ ALIASES = {
     "vit-l-14-quickgelu": "openclip-vit-l-14",
     "bunny-v1_0-3b": "bunny",
     "siglip-so400m-patch14-384": "siglip-so400m",
+    "vit-b-32": "openclip-vit-b-32",
+    "vit-b-32-quickgelu": "openclip-vit-b-32",
+    "blip2-opt-2.7b": "blip2-opt",
 }
 
 
@@ -415,6 +418,73 @@ def _bunny(out: Path, seed: int) -> dict:
     return {"scaled": "Phi 2560x32 -> 40x2; SigLIP 1152x27 -> 24x3 (image 384, patch 14)"}
 
 
+def _openclip_b32(out: Path, seed: int) -> dict:
+    """Tiny open_clip ViT-B/32 (added by helper E, issue 20: CLIPScore's encoder), built like _openclip."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    f = RELEASED["openclip-vit-b-32"].config
+    name = "tinyemo-tiny-ViT-B-32"
+    cfg = {
+        "embed_dim": 16,
+        "quick_gelu": f["quick_gelu"],
+        "vision_cfg": f["vision_cfg"] | {"layers": 2, "width": 32, "head_width": 16},
+        "text_cfg": f["text_cfg"] | {"width": 32, "heads": 2, "layers": 1},
+    }
+    config_file = out / f"{name}.json"
+    config_file.write_text(json.dumps(cfg, indent=2))
+    if name not in open_clip.list_models():
+        open_clip.add_model_config(config_file)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, pretrained=None)
+    weights = out / "open_clip_model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
+    return {
+        "open_clip": {"model": name, "config_file": str(config_file.resolve()),
+                      "pretrained": str(weights.resolve())},
+        "scaled": "vision 768x12 -> 32x2, text 512x12 -> 32x1, embed 512->16",
+    }
+
+
+def _blip2(out: Path, seed: int) -> dict:
+    """Tiny BLIP-2 OPT (added by helper E, issue 20: EmoVIT's captioner), built like _instructblip."""
+    import torch
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+    )
+
+    from .tokenizer import synthetic_tokenizer
+
+    f = RELEASED["blip2-opt"].config
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    vision = f["vision_config"] | small | {"intermediate_size": 64}
+    qformer = f["qformer_config"] | small | {"intermediate_size": 64, "encoder_hidden_size": 32}
+    text = f["text_config"] | {"hidden_size": 32, "ffn_dim": 64, "num_hidden_layers": 2,
+                               "num_attention_heads": 2, "word_embed_proj_dim": 32,
+                               "bos_token_id": 2, "pad_token_id": 1}
+    cfg = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text,
+                      num_query_tokens=f["num_query_tokens"], image_token_index=f["image_token_index"])
+    torch.manual_seed(seed)
+    model = Blip2ForConditionalGeneration(cfg)
+    with torch.no_grad():
+        model.query_tokens.normal_(0.0, 0.02)
+    _save(model, out)
+    tok = synthetic_tokenizer(
+        50266, {1: "<pad>", 2: "</s>", 3: "<unk>", 50118: "\n", 50265: "<image>"},
+        {"bos": "</s>", "eos": "</s>", "unk": "<unk>", "pad": "<pad>"}, add_bos=True,
+    )
+    size = f["vision_config"]["image_size"]
+    Blip2Processor(BlipImageProcessor(size={"height": size, "width": size}), tok,
+                   num_query_tokens=f["num_query_tokens"]).save_pretrained(out)
+    return {"scaled": "vision 1408x39 -> 32x2, Q-Former 768x12 -> 32x2, OPT 2560x32 -> 32x2",
+            "stand_in": "OPT tokenizer: a byte-level BPE of the released length with </s>, <pad>, <unk>, "
+            "newline (eos 50118) and <image> at their ids"}
+
+
 BUILDERS: dict[str, Callable[[Path, int], dict]] = {
     "tinyllama": _tinyllama,
     "phi-2": _phi2,
@@ -426,6 +496,8 @@ BUILDERS: dict[str, Callable[[Path, int], dict]] = {
     "openclip-vit-l-14": _openclip,
     "llava-1.5": _llava,
     "instructblip-vicuna": _instructblip,
+    "openclip-vit-b-32": _openclip_b32,
+    "blip2-opt": _blip2,
 }
 FAMILIES: tuple[str, ...] = tuple(BUILDERS)
 

@@ -389,6 +389,61 @@ INSTRUCTBLIP_VICUNA = ReleasedCheckpoint(
     notes="EVA ViT-g/14 at 224 px: 16 x 16 patches + CLS; 32 learned queries of 768 dims.",
 )
 
+OPENCLIP_VIT_B_32 = ReleasedCheckpoint(  # added by helper E (issue 20): CLIPScore's model in Hessel et al.
+    family="openclip-vit-b-32",
+    hub_ids=("ViT-B-32", "ViT-B-32/openai", "timm/vit_base_patch32_clip_224.openai"),
+    source="open_clip src/open_clip/model_configs/ViT-B-32.json (pretrained tag 'openai')",
+    config={
+        "embed_dim": 512,
+        "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12},
+        "quick_gelu": True,
+    },
+    tokenizer={"length": 49408, "kind": "CLIP BPE (bundled with open_clip)"},
+    notes="The OpenAI weights were trained with QuickGELU; 7 x 7 patches of 32 px + CLS.",
+)
+
+BLIP2_OPT = ReleasedCheckpoint(  # added by helper E (issue 20): EmoVIT's captioner (LAVIS blip2_opt)
+    family="blip2-opt",
+    hub_ids=("Salesforce/blip2-opt-2.7b",),
+    source=f"{HF}/Salesforce/blip2-opt-2.7b/blob/main/config.json",
+    config={
+        "architectures": ["Blip2ForConditionalGeneration"],
+        "model_type": "blip-2",
+        "num_query_tokens": 32,
+        "image_token_index": 50265,
+        "vision_config": {
+            "hidden_size": 1408,
+            "intermediate_size": 6144,
+            "num_hidden_layers": 39,
+            "num_attention_heads": 16,
+            "image_size": 224,
+            "patch_size": 14,
+        },
+        "qformer_config": {
+            "hidden_size": 768,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "intermediate_size": 3072,
+            "cross_attention_frequency": 2,
+            "encoder_hidden_size": 1408,
+        },
+        "text_config": {
+            "model_type": "opt",
+            "hidden_size": 2560,
+            "ffn_dim": 10240,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "word_embed_proj_dim": 2560,
+            "vocab_size": 50272,
+            "eos_token_id": 50118,
+        },
+    },
+    tokenizer={"bos": ("</s>", 2), "pad": ("<pad>", 1), "unk": ("<unk>", 3), "image": ("<image>", 50265),
+               "length": 50266},
+    notes="EVA ViT-g/14 at 224 px, 32 queries; OPT-2.7B whose generation stops at '\\n' (eos 50118).",
+)
+
 RELEASED: dict[str, ReleasedCheckpoint] = {
     c.family: c
     for c in (
@@ -402,6 +457,8 @@ RELEASED: dict[str, ReleasedCheckpoint] = {
         OPENCLIP_VIT_L_14,
         LLAVA_15,
         INSTRUCTBLIP_VICUNA,
+        OPENCLIP_VIT_B_32,
+        BLIP2_OPT,
     )
 }
 

@@ -34,6 +34,11 @@ from tinyemo_core.store.runs import RunStore
 def config_from(config: str, profile: str, overrides: list[str] | None) -> RunConfig:
     """The flow's config (loaded once per command) and, from here on, one walk per dataset tree."""
     walk_once_per_flow_run()
+    from prefect.runtime import flow_run
+
+    from pipelines.runtime.drain import drain_at_exit
+
+    drain_at_exit(flow_run.root_flow_run_id or flow_run.id)  # temporary server: no lost task-run records
     cfg = load_config_once(config, profile, overrides or [])
     get_run_logger().info(
         "profile %s: encoder %s, backbone %s, datasets %s",

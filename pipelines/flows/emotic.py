@@ -22,7 +22,7 @@ from tinyemo_core.store.plan import StorePlan
 @task(name="emotic-persons", **CACHED)
 @recorded
 def persons_task(key: str, dataset: str, manifest: Path, root: Path, storage_root: Path,
-                 workers: int) -> dict:
+                 workers: int, plan: StorePlan) -> dict:
     progress = ThrottledProgress(f"emotic-{dataset}".lower().replace("_", "-"), f"Red boxes for {dataset}")
 
     def on_progress(p: dict) -> None:
@@ -30,14 +30,14 @@ def persons_task(key: str, dataset: str, manifest: Path, root: Path, storage_roo
             progress(p["done"], p["total"])
 
     return emotic.render_persons(
-        dataset, manifest, root, storage_root, workers=workers, on_progress=on_progress
+        dataset, manifest, root, storage_root, workers=workers, on_progress=on_progress, plan=plan
     )
 
 
 @task(name="emotic-export", **CACHED)
 @recorded
-def export_task(key: str, dataset: str, persons_dir: Path, storage_root: Path) -> dict:
-    return emotic.export_persons(dataset, persons_dir, storage_root)
+def export_task(key: str, dataset: str, persons_dir: Path, storage_root: Path, plan: StorePlan) -> dict:
+    return emotic.export_persons(dataset, persons_dir, storage_root, plan=plan)
 
 
 def ensure_emotic(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, dict]:
@@ -51,11 +51,11 @@ def ensure_emotic(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, dict]
         plan = emotic.persons_plan(name, manifest, cfg.storage_root)
         up_to_date(plan, store.read, persons_task, scope=cfg.storage_root, dataset=name, manifest=manifest,
                    root=cfg.datasets[name].root, storage_root=cfg.storage_root,
-                   workers=cfg.spec.extraction.ingest_workers)
+                   workers=cfg.spec.extraction.ingest_workers, plan=plan)
         persons = StorePlan(plan.fingerprint, plan.path, True)
         export_plan = emotic.export_plan(name, persons.path, cfg.storage_root)
         export = up_to_date(export_plan, store.read, export_task, scope=cfg.storage_root, dataset=name,
-                            persons_dir=persons.path, storage_root=cfg.storage_root)
+                            persons_dir=persons.path, storage_root=cfg.storage_root, plan=export_plan)
         out[name] = {"persons": str(plan.path), "export": export}
     return out
 

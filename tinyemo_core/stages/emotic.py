@@ -104,10 +104,11 @@ def render_persons(
     style: BoxStyle = BoxStyle(),
     workers: int = 4,
     on_progress: Progress | None = None,
+    plan: StorePlan | None = None,
 ) -> dict[str, Any]:
     """Per-person table + red-box images (each drawn once, cached); returns ``summary.json``'s content."""
     store = EmoticStore(storage_root)
-    plan = persons_plan(dataset, manifest, storage_root, style)
+    plan = plan or persons_plan(dataset, manifest, storage_root, style)
     if (done := store.read(plan)) is not None:
         return done
     rows, skipped = person_rows(manifest)
@@ -156,11 +157,12 @@ def export_plan(dataset: str, persons_dir: Path, storage_root: Path) -> StorePla
     return EmoticStore(storage_root).plan(dataset, "export", fp)
 
 
-def export_persons(dataset: str, persons_dir: Path, storage_root: Path) -> dict[str, Any]:
+def export_persons(dataset: str, persons_dir: Path, storage_root: Path, plan: StorePlan | None = None
+                   ) -> dict[str, Any]:
     """``<variant>_<split>.json`` for both variants (``emotions_vad_train.json``, ``emotions_train.json``,
     ...): a fine-tuning stage picks one by its export stem; ``summary.json`` last."""
     store = EmoticStore(storage_root)
-    plan = export_plan(dataset, persons_dir, storage_root)
+    plan = plan or export_plan(dataset, persons_dir, storage_root)
     if (done := store.read(plan)) is not None:
         return done
     rows = read_persons(persons_dir).to_pylist()

@@ -95,7 +95,8 @@ def test_emovit_and_llava_emotic_recipes_through_prefect(tmp_path: Path, prefect
     fresh, _ = get_recipe("emovit").build(tiny)
     changed = _changed(saved, fresh)
     assert changed and changed <= {"qformer", "query_tokens", "language_projection"}, changed
-    # the data-type ablation (EmoVIT Table 5) is a flows.yaml option: another selection, another model
+    # the data-type ablation (EmoVIT §4.3.1 / Table 2) is a flows.yaml option: another selection, another
+    # model
     ablation = finetune_reasoning(config=str(config), profile="emovit",
                                   overrides=["reasoning.finetune.record_kinds=[categorical]"])
     assert ablation["model"] != emovit["model"]

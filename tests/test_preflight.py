@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -31,13 +31,16 @@ runner = CliRunner()
 
 
 def _cli(args: list[str], tmp: Path, **env: str) -> tuple[subprocess.CompletedProcess, float]:
-    """`tinyemo ARGS` in a fresh process: empty HF cache, downloads off, its own PREFECT_HOME."""
+    """`tinyemo ARGS` in a fresh process: empty HF cache, downloads off, its own PREFECT_HOME. Returns the
+    process and the CPU seconds it used (user + system: what "seconds" means on an idle machine, and not
+    inflated when other work shares the cores)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf"), "COLUMNS": "220",
                 "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_API_URL": "", **env}
-    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=120)
-    return done, time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return done, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _no_prefect_state(tmp: Path) -> None:

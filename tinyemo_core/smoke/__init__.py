@@ -177,8 +177,18 @@ def _backbone(entry: dict[str, Any], name: str, models: _Models) -> dict[str, An
     return out
 
 
+# Random weights never stop before max_tokens, never ask a question, may "refuse": the answers they write
+# would all be rejected and the chain would stop at the first export. Smoke runs accept them (recorded).
+SMOKE_VALIDATION = {"reject_truncated": False, "require_question_mark": False, "refusal_patterns": []}
+
+
 def _generation(gen: dict[str, Any], where: str, models: _Models) -> dict[str, Any]:
     gen = dict(gen)
+    if "captioner" not in where:
+        written = dict(gen.get("validation") or {})
+        gen["validation"] = {**written, **SMOKE_VALIDATION}
+        models.plan.replaced.append({"field": f"{where}.validation", "original": json.dumps(written),
+                                     "stand_in": json.dumps(gen["validation"]) + " (random weights)"})
     backend = gen.get("backend", "openai")
     if backend == "openai":
         server = models.served(str(gen["model"]), f"{where}.model")

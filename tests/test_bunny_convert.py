@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from tinyemo_core.generate.bunny import BunnyConversionError, bunny_prompt, convert_bunny, load_converted
 from tinyemo_core.generate.bunny.image import expand_to_square, mean_fill
-from tinyemo_core.generate.bunny.tiny import build_tiny_bunny
+from tinyemo_core.tinymodels.bunny import build_tiny_bunny
 
 TOL = 1e-5  # max |logit difference| accepted, fp32 on CPU
 QUESTION = "Describe the image in 2-3 concise sentences."
@@ -246,7 +246,7 @@ def test_convert_bunny_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from pipelines.cli import app
-    from tinyemo_core.generate.bunny.tiny import build_tiny_bunny
+    from tinyemo_core.tinymodels.bunny import build_tiny_bunny
 
     src = build_tiny_bunny(tmp_path / "bunny")
     runner = CliRunner()

@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: rule 5's only exceptions, each with its reason (a module-level import here would be a circular import)
+DEFERRED_ON_PURPOSE = {
+    ("tinyemo_core.tinymodels.build", "tinyemo_core.tinymodels.bunny"):
+        "the Bunny family builder builds its SigLIP tower with build_tiny; build's table names it",
+}
 #: the core units allowed to import tinyemo_core.stages (rule 2)
 DRIVERS = frozenset({"tinyemo_core.stages", "tinyemo_core.preflight", "tinyemo_core.smoke"})
 TREES = ("tinyemo_core", "pipelines")
@@ -235,6 +240,7 @@ def test_function_level_imports_only_defer_heavy_dependencies() -> None:
         and i.target.startswith("tinyemo_core")
         and i.target in MODULES
         and not heavy[i.target]
+        and (i.source, i.target) not in DEFERRED_ON_PURPOSE
     ]
     assert not bad, "move these imports to the top (the imported module is cheap to import):\n" + _fmt(bad)
 

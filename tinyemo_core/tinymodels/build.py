@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .facts import RELEASED
+from .tokenizer import synthetic_tokenizer
 
 MARKER = "tinyemo_tiny.json"
 BUILDER_VERSION = "1"
@@ -68,8 +69,6 @@ def _jitter(model, seed: int, scale: float = 0.02) -> None:
 
 
 def _llama_ids():
-    from .tokenizer import synthetic_tokenizer
-
     return lambda length, extra=None: synthetic_tokenizer(
         length,
         {0: "<unk>", 1: "<s>", 2: "</s>", **(extra or {})},
@@ -102,8 +101,6 @@ def _tinyllama(out: Path, seed: int) -> dict:
 def _phi2(out: Path, seed: int) -> dict:
     import torch
     from transformers import PhiConfig, PhiForCausalLM
-
-    from .tokenizer import synthetic_tokenizer
 
     f = RELEASED["phi-2"].config
     cfg = PhiConfig(
@@ -412,7 +409,7 @@ def _instructblip(out: Path, seed: int) -> dict:
 
 
 def _bunny(out: Path, seed: int) -> dict:
-    from tinyemo_core.generate.bunny.tiny import build_tiny_bunny
+    from tinyemo_core.tinymodels.bunny import build_tiny_bunny
 
     build_tiny_bunny(out, seed=seed)
     return {"scaled": "Phi 2560x32 -> 40x2; SigLIP 1152x27 -> 24x3 (image 384, patch 14)"}
@@ -456,8 +453,6 @@ def _blip2(out: Path, seed: int) -> dict:
         Blip2Processor,
         BlipImageProcessor,
     )
-
-    from .tokenizer import synthetic_tokenizer
 
     f = RELEASED["blip2-opt"].config
     small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}

@@ -17,8 +17,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .convert import text_fields
-from .image import BUNNY_EOS
+from tinyemo_core.generate.bunny.convert import text_fields
+from tinyemo_core.generate.bunny.image import BUNNY_EOS
+from tinyemo_core.tinymodels.build import build_tiny
+from tinyemo_core.tinymodels.facts import BUNNY, PHI2
+from tinyemo_core.tinymodels.tokenizer import synthetic_tokenizer
 
 HIDDEN, LAYERS, HEADS = 40, 2, 4  # head dim 10: partial_rotary_factor 0.4 rotates 4 dims (0.5 would rotate 5)
 
@@ -35,9 +38,6 @@ def _jitter(module, seed: int, scale: float = 0.05) -> None:
 
 def bunny_tokenizer():
     """Phi-2's tokenizer ids (length 50,295; ``<|endoftext|>`` at 50256 is bos/eos/unk/pad)."""
-    from tinyemo_core.tinymodels.facts import PHI2
-    from tinyemo_core.tinymodels.tokenizer import synthetic_tokenizer
-
     eot = BUNNY_EOS
     return synthetic_tokenizer(PHI2.tokenizer["length"], {PHI2.tokenizer["eos"][1]: eot},
                                {"bos": eot, "eos": eot, "unk": eot, "pad": eot})
@@ -59,9 +59,6 @@ def build_tiny_bunny(
     import torch
     from safetensors.torch import load_file, save_file
     from transformers import PhiConfig, PhiForCausalLM
-
-    from tinyemo_core.tinymodels import build_tiny
-    from tinyemo_core.tinymodels.facts import BUNNY
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

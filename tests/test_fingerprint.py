@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyemo_core import fingerprint
-from tinyemo_core.identity import file_sha256
 from tinyemo_core.fingerprint import stable_hash, step_fingerprint
+from tinyemo_core.identity import file_sha256
 from tinyemo_core.projector.spec import TrainingSpec
 
 

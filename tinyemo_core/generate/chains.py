@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from . import prompts as P
 from .backends.base import ChatRequest, Sampling, Turn
 from .spec import GenerationSpec
 
+COUNTERFACTUAL = "sentiment_counterfactual"  # a sentiment chain told another label
 FILL = "{answer}"  # placeholder in a step's turns, replaced by the answer of step ``fill_from``
 MANIFEST_COLUMNS = ("image_id", "path", "split", "label", "dataset", "status")
 
@@ -169,7 +170,24 @@ def plan(rows: Sequence[ManifestRow], spec: GenerationSpec) -> list[Chain]:
         per_image = tinyemo_chains(row)
         rng.shuffle(per_image)
         chains.extend(per_image)
+    if spec.counterfactual_conditions and spec.mode == "tinyemo":
+        labels, pick = label_lists(rows, spec), random.Random(spec.seed + 1)
+        for row in rows:
+            n = spec.counterfactual_conditions
+            chains.extend(counterfactual_chains(row, labels[row.dataset], n, pick))
     return chains
+
+
+def counterfactual_chains(row: ManifestRow, labels: Sequence[str], n: int, rng: random.Random) -> list[Chain]:
+    """``n`` sentiment chains for ``row`` told another label of ``labels`` (``generation.
+    counterfactual_conditions``); exported only as conditional EmoReason records, with that label."""
+    others = [label for label in labels if label != row.label]
+    out = []
+    for other in rng.sample(others, min(n, len(others))):
+        told = replace(row, label=other)
+        sentiment = next(c for c in tinyemo_chains(told) if c.task == "sentiment")
+        out.append(Chain(COUNTERFACTUAL, told, sentiment.steps))
+    return out
 
 
 def request_seed(base: int, image_id: str, task: str, step: int) -> int:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 from tinyemo_core.store.atomic import write_atomic
 
 from . import prompts as P
+from .chains import COUNTERFACTUAL
 from .runner import ChainResult
 from .validate import check_emoreason, parse_qa_pairs
 
@@ -104,14 +105,15 @@ def emoreason_records(
     """Appendix A-B EmoReason records from the sentiment answers (Fig. 1B: no new generation)."""
     out = []
     for r in results:
-        if r.status != "ok" or r.chain.task != "sentiment":
+        told_other = r.chain.task == COUNTERFACTUAL  # only with its label in the prompt
+        if r.status != "ok" or r.chain.task != "sentiment" and not (told_other and conditional):
             continue
         row = r.chain.row
         human = P.strip_image_tag(
             P.emoreason_instruction(labels[row.dataset], row.label if conditional else None)
         )
         rec = _record(
-            f"{row.image_id}-emoreason",
+            f"{row.image_id}-emoreason" + (f"-told-{row.label}" if told_other else ""),
             _rel(row.path, image_root),
             [human, P.emoreason_answer(r.texts[-1], row.label)],
         )

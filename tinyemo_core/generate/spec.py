@@ -107,6 +107,12 @@ class GenerationSpec(BaseModel):
         description="EmoSet attributes sent with the caption, in this order (EmoVIT §3.2; scene optional)",
     )
     retry_failed: bool = Field(False, description="re-send requests whose cached answer failed validation")
+    counterfactual_conditions: int = Field(
+        0, ge=0, description="tinyemo mode, conditional: per image this many extra EmoReason records whose "
+        "conditional line names another label of the set, with the answer the generator writes for that "
+        "label (demo: teaches a tiny reasoner to follow the label it is given instead of memorising its "
+        "few images; docs/generation.md)",
+    )
     label_sets: dict[str, list[str]] = Field(
         default_factory=dict, description="dataset -> label list for the EmoReason 'Labels: [...]'"
     )

@@ -23,7 +23,7 @@ from .. import prompts as P
 from .base import Answer, ChatRequest, RequestFailed
 
 NAME = "demo-grounded"
-VERSION = 1  # bump when the wording changes: it is part of the fingerprint, so cached answers are redone
+VERSION = 2  # bump when the wording changes: it is part of the fingerprint, so cached answers are redone
 
 # hue (0-1, HSV) -> colour word, by upper bound
 HUES: tuple[tuple[float, str], ...] = (
@@ -50,7 +50,9 @@ QUESTIONS = {
 }
 ANSWERS = {"shape": "It is {a_thing}.", "colour": "It is {background}.", "pattern": "It has {pattern}."}
 SENTIMENT_QUESTION = "How does the {thing} on the {background} background make you feel?"
-SENTIMENT_ANSWER = "The {background} background and the {thing} feel {mood}. The image evokes {label}."
+# the label first, then what the image shows, then the mood of the label it was given: a counterfactual
+# request (generation.counterfactual_conditions) gets a true description read in the light of another label
+SENTIMENT_ANSWER = "The image evokes {label}: the {background} background and the {thing} feel {mood}."
 
 
 def _colour(hue: float) -> str:
@@ -86,8 +88,18 @@ def describe(path: str | Path) -> dict[str, str] | None:
         "shape": d.shape,
         "shade": "dark" if d.val > 0.55 else "light",
         "pattern": _pattern(d.freq, d.angle, bool(CONCEPTS[d.concept].freq)),
-        "mood": MOODS.get(d.concept, "hard to read"),
+        "mood": MOODS[d.concept],
     }
+
+
+def mood_of(label: str) -> str | None:
+    """The mood words of the demo concept a label word names (any demo dataset's spelling), else None."""
+    from tinyemo_core.data.demo import DEMO_DATASETS
+    from tinyemo_core.data.taxonomy import normalise_label
+
+    concepts = {normalise_label(w): c for entry in DEMO_DATASETS.values() for w, c in entry[3].items()}
+    concept = concepts.get(normalise_label(label), label)
+    return MOODS.get(concept)
 
 
 def _article(phrase: str) -> str:
@@ -134,7 +146,8 @@ def answer_text(request: ChatRequest) -> str:
         if len(user) == 1:
             return SENTIMENT_QUESTION.format(**fill)
         if (told := _SENTIMENT_A.fullmatch(user[-1])) is not None:
-            return SENTIMENT_ANSWER.format(**fill, label=told.group("label").strip())
+            label = told.group("label").strip()
+            return SENTIMENT_ANSWER.format(**{**fill, "mood": mood_of(label) or w["mood"]}, label=label)
     raise RequestFailed(
         "the demo generator knows only TinyEmo's Appendix A-A prompts (caption, visual and sentiment "
         f"question/answer); got {user[-1][:80]!r}"

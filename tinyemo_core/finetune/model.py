@@ -17,6 +17,7 @@ import torch
 
 from tinyemo_core.data.taxonomy import TAXONOMIES
 from tinyemo_core.finetune.spec import ModelSpec, TinyModelSpec
+from tinyemo_core.finetune.tiny import word_tokenizer
 from tinyemo_core.generate import prompts as P
 
 IMAGE_TOKEN = "<image>"
@@ -106,7 +107,10 @@ def build_tiny(tiny: TinyModelSpec) -> tuple[Any, Any]:
     """A seeded random CLIP-vision + Llama LLaVA and its processor (fp32, CPU)."""
     from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaForConditionalGeneration
 
-    tok = tiny_tokenizer()
+    if tiny.tokenizer == "words":
+        tok = word_tokenizer()
+    else:
+        tok = tiny_tokenizer()
     vision = CLIPVisionConfig(
         hidden_size=tiny.vision_hidden,
         intermediate_size=2 * tiny.vision_hidden,

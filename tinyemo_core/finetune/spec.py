@@ -70,6 +70,9 @@ class TinyModelSpec(BaseModel):
     image_size: int = Field(32, ge=8)
     patch: int = Field(8, ge=2)
     seed: int = 0
+    # bpe: 512-piece byte-level BPE (any text); words: the demo's word-level vocabulary (finetune/tiny.py):
+    # shorter sequences, one token per label word, readable answers on the demo
+    tokenizer: Literal["bpe", "words"] = "bpe"
 
 
 class ModelSpec(BaseModel):

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tinyemo_core.data.demo import DEMO_DATASETS
 from tinyemo_core.generate import prompts as P
+from tinyemo_core.generate.backends.demo_grounded import corpus
 from tinyemo_core.generate.export import IMAGE_PREFIX, write_json
 
 LABELS = ("joy", "sadness", "fear", "anger")
@@ -55,3 +57,49 @@ def _rec(rid: str, image: str, human: str, gpt: str) -> dict:
         "image": image,
         "conversations": [{"from": "human", "value": IMAGE_PREFIX + human}, {"from": "gpt", "value": gpt}],
     }
+
+
+# --- the demo reasoner's word-level tokenizer -------------------------------------------------------------
+#: One piece per word, number, punctuation mark or newline; a word keeps the space before it.
+WORD_PIECES = r" ?[A-Za-z]+| ?[0-9]+| ?[^A-Za-z0-9\s]|\n| "
+
+
+def word_corpus() -> list[str]:
+    """The texts whose words the word tokenizer knows: the prompts, chat template and label words the BPE
+    tokenizer is trained on, the demo datasets' class words (some are the datasets' own spellings, e.g.
+    WEBEmo's "cheerfullness") and every word the grounded demo generator writes."""
+    from tinyemo_core.finetune.model import _tiny_corpus
+    words = sorted({w for entry in DEMO_DATASETS.values() for w in entry[3]})
+    return [*_tiny_corpus(), " ".join(words), *corpus()]
+
+
+def word_tokenizer():
+    """A word-level tokenizer over :func:`word_corpus` (each word with and without its leading space):
+    the demo's prompts and answers become a third as many tokens as with the 512-piece BPE, every label word
+    is one token, and decoding joins the pieces back exactly. Words outside the corpus become ``<unk>``
+    (dropped when decoding), so it is for the demo and tests, not for free text."""
+    import re
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tinyemo_core.finetune.model import IMAGE_TOKEN
+
+    special = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
+    pieces: set[str] = {"\n", " "}
+    for text in word_corpus():
+        for piece in re.findall(WORD_PIECES, text):
+            pieces.update({piece.lstrip(" "), " " + piece.lstrip(" ")} if piece.strip() else {piece})
+    vocab = {t: i for i, t in enumerate([*special, *sorted(pieces)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PIECES), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=[IMAGE_TOKEN],
+        clean_up_tokenization_spaces=False,
+    )

@@ -11,7 +11,13 @@ import typer
 from rich.table import Table
 
 import pipelines  # noqa: F401  (sets PREFECT_HOME etc. before Prefect is imported)
+from pipelines.cli.check import declared_flow_names, preflight_or_exit
 from pipelines.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt, console, fail, load, print_rows
+from pipelines.cli.smoke import enter_smoke
+from pipelines.flows import flows
+from tinyemo_core.smoke import smoke_roots
+from tinyemo_core.stages.features_only import NeedsImages, check_flow
+from tinyemo_core.store.inventory import inventory
 
 app = typer.Typer(
     help="tinyemo: build, train and evaluate small emotion-aware vision-language models.",
@@ -47,13 +53,10 @@ def run(
     A preflight (`tinyemo check`) runs first, before Prefect starts: any problem stops the run (exit 2)."""
     import contextlib
 
-    from pipelines.cli.check import declared_flow_names, preflight_or_exit
-
     if flow not in (names := declared_flow_names()):
         console.print(f"[red]unknown flow {flow!r}[/red]; choose one of: {', '.join(names)}")
         raise typer.Exit(2)
     cfg = load(config, profile, overrides)
-    from tinyemo_core.stages.features_only import NeedsImages, check_flow
 
     try:
         check_flow(cfg, flow)  # a flow that needs pixels refuses a features-only dataset in one line
@@ -61,8 +64,6 @@ def run(
         raise fail(exc) from None
     with contextlib.ExitStack() as stack:
         if smoke:
-            from pipelines.cli.smoke import enter_smoke
-
             cfg, overrides = enter_smoke(stack, cfg, flow, overrides or [])
         preflight_or_exit(cfg, flow, model=model, smoke=smoke)
         _run_flow(flow, cfg, overrides or [], params, model)
@@ -72,8 +73,6 @@ def _run_flow(flow: str, cfg, overrides: list[str], params: list[str] | None, mo
     import inspect
 
     import yaml
-
-    from pipelines.flows import flows
 
     known = flows()
     if flow not in known:
@@ -142,8 +141,6 @@ def _print_result(result: dict) -> None:
 @app.command("flows")
 def list_flows(as_json: JsonOpt = False) -> None:
     """The flows `tinyemo run` (and `prefect deployment run FLOW/NAME`) can start, with what each does."""
-    from pipelines.flows import flows
-
     rows = [
         {"flow": name, "does": " ".join((f.description or "").strip().split("\n\n")[0].split())}
         for name, f in flows().items()
@@ -158,9 +155,6 @@ def status(
 ) -> None:
     """List every store under the storage root and whether it is complete; smoke-run stores
     (`tinyemo run --smoke`, under <storage_root>/smoke/<profile>/) are listed after them, marked smoke."""
-    from tinyemo_core.smoke import smoke_roots
-    from tinyemo_core.store.inventory import inventory
-
     cfg = load(config, profile, overrides)
     roots = {"": cfg.storage_root, **{f"smoke:{p}": r for p, r in smoke_roots(cfg.storage_root).items()}}
     rows = [

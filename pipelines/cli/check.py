@@ -16,6 +16,8 @@ from rich.table import Table
 
 from pipelines.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt, console, load
 from tinyemo_core.config import RunConfig
+from tinyemo_core.preflight import preflight
+from tinyemo_core.preflight.resources import human
 
 FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
 _FLOW_NAME = re.compile(r"""@flow\(\s*name\s*=\s*["']([\w-]+)["']""")
@@ -29,8 +31,6 @@ def declared_flow_names() -> list[str]:
 
 def print_report(report, *, title: str, as_json: bool = False) -> None:
     """The findings as one table (errors first), the disk estimate, and a one-line verdict."""
-    from tinyemo_core.preflight.resources import human
-
     if as_json:
         print(json.dumps({"ok": report.ok, "findings": [f.as_dict() for f in report.findings],
                           "estimate_bytes": report.estimate, "checked": report.checked}, indent=2))
@@ -62,8 +62,6 @@ def print_report(report, *, title: str, as_json: bool = False) -> None:
 def preflight_or_exit(cfg: RunConfig, flow: str | None, *, model: str | None = None,
                       smoke: bool = False) -> None:
     """Run the preflight for ``flow``; print the table and exit 2 when anything blocks the run."""
-    from tinyemo_core.preflight import preflight
-
     report = preflight(cfg, flow, model=model, smoke=smoke)
     if report.findings:
         print_report(report, title=f"Preflight: {flow or 'profile'} · {cfg.profile}")
@@ -93,7 +91,6 @@ def check(
     if flow is not None and flow not in declared_flow_names():
         console.print(f"[red]unknown flow {flow!r}[/red]; choose one of: {', '.join(declared_flow_names())}")
         raise typer.Exit(2)
-    from tinyemo_core.preflight import preflight
 
     report = preflight(cfg, flow)
     print_report(report, title=f"Preflight: {flow or 'everything'} · profile {cfg.profile}", as_json=as_json)

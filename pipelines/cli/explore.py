@@ -11,6 +11,10 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt, console, fail, load, print_rows
+from tinyemo_core.interpret.spec import InterpretSpec
+from tinyemo_core.stages.interpret import explore_concepts, explore_counterfactual, explore_similar
+from tinyemo_core.stages.interpret_atlas import default_dataset
+from tinyemo_core.store.runs import resolve_run
 
 explore_app = typer.Typer(
     help="Retrieval, concept/token probing and counterfactuals over cached features.", no_args_is_help=True
@@ -27,8 +31,6 @@ DatasetOpt = Annotated[
 
 
 def _context(config: Path, profile: str, overrides: list[str] | None, run: str):
-    from tinyemo_core.store.runs import resolve_run
-
     cfg = load(config, profile, overrides)
     try:
         return cfg, resolve_run(run, cfg.storage_root)
@@ -37,9 +39,6 @@ def _context(config: Path, profile: str, overrides: list[str] | None, run: str):
 
 
 def _dataset(cfg, dataset: str | None) -> str:
-    from tinyemo_core.interpret.spec import InterpretSpec
-    from tinyemo_core.stages.interpret_atlas import default_dataset
-
     return dataset or default_dataset(cfg, cfg.spec.interpret or InterpretSpec())
 
 
@@ -58,8 +57,6 @@ def similar(
     overrides: SetOpt = None,
 ) -> None:
     """Nearest images to QUERY by cosine in the projected space; table + image grid PNG (Fig. 12)."""
-    from tinyemo_core.stages.interpret import explore_similar
-
     cfg, run_dir = _context(config, profile, overrides, run)
     try:
         res = explore_similar(cfg, run_dir, _dataset(cfg, dataset), query, k=k)
@@ -91,8 +88,6 @@ def concepts(
     overrides: SetOpt = None,
 ) -> None:
     """Rank a concept list and the backbone's whole vocabulary for one image (§IV-G, Fig. 7)."""
-    from tinyemo_core.stages.interpret import explore_concepts
-
     cfg, run_dir = _context(config, profile, overrides, run)
     try:
         res = explore_concepts(
@@ -136,8 +131,6 @@ def counterfactual(
     overrides: SetOpt = None,
 ) -> None:
     """Neuron changes, label distances before/after (Fig. 15) and prediction flips for edited images."""
-    from tinyemo_core.stages.interpret import explore_counterfactual
-
     cfg, run_dir = _context(config, profile, overrides, run)
     pairs = original if edited is None else [(original.stem, original, edited)]
     try:

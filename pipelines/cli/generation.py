@@ -10,6 +10,9 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.options import console, fail
+from tinyemo_core.generate.bunny import BunnyConversionError
+from tinyemo_core.generate.bunny import convert_bunny as convert
+from tinyemo_core.generate.tiny_model import build_tiny_vlm
 
 
 def serve_generator(
@@ -25,8 +28,6 @@ def serve_generator(
     from tinyemo_core.generate.server import serve_generator as serve
 
     if tiny:
-        from tinyemo_core.generate.tiny_model import build_tiny_vlm
-
         model = str(build_tiny_vlm(Path("storage/models/tiny-vlm")))
     if not model:
         console.print("[red]pass --model PATH (a transformers VLM folder) or --tiny[/red]")
@@ -48,9 +49,6 @@ def convert_bunny(
 ) -> None:
     """Convert Bunny (SigLIP + mlp2x_gelu + Phi) to transformers' LLaVA layout for `vllm serve` (no code from
     the checkpoint is executed; every tensor is accounted for)."""
-    from tinyemo_core.generate.bunny import BunnyConversionError
-    from tinyemo_core.generate.bunny import convert_bunny as convert
-
     try:
         desc = convert(
             src,

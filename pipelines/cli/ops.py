@@ -11,7 +11,9 @@ import typer
 
 from pipelines.cli.options import ConfigOpt, JsonOpt, ProfileOpt, console, load, print_rows
 from pipelines.cli.options import fail as _fail
-from tinyemo_core.config import ConfigError
+from pipelines.runtime.maintenance import collect, remove
+from tinyemo_core.config import ConfigError, load_config
+from tinyemo_core.registry import backbones, registry_path
 
 OnlyOpt = Annotated[list[str] | None, typer.Option("--only", help="serve just these deployments")]
 LimitOpt = Annotated[int | None, typer.Option(help="max concurrent flow runs in this process")]
@@ -104,13 +106,10 @@ def backbone_add(name_or_path: Annotated[str, typer.Argument(help="flows.yaml ba
                  config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo") -> None:
     """Record the backbone and emit `tinyemo.backbone.added` (the backbone-added deployment reacts to it)."""
     from pipelines.flows.backbone_added import add_backbone
-    from tinyemo_core.registry import registry_path
-
     try:
         backbone, spec, event = add_backbone(config, name_or_path, name, profile)
     except ConfigError as exc:
         raise _fail(exc) from None
-    from tinyemo_core.config import load_config
 
     console.print(f"registered [bold]{backbone}[/bold] ({spec.source}) in "
                   f"{registry_path(load_config(config, profile).storage_root)}")
@@ -126,8 +125,6 @@ def backbone_list(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = 
                   as_json: JsonOpt = False) -> None:
     """Known backbones (flows.yaml + registered) and their evaluated accuracy with the profile's encoder."""
     from pipelines.flows.backbone_added import comparison_rows
-    from tinyemo_core.registry import backbones
-
     cfg = load(config, profile)
     scores = {r["backbone"]: r for r in comparison_rows(cfg.storage_root, cfg.encoder_name)}
     rows = [{"backbone": name, "source": spec.source,
@@ -144,8 +141,6 @@ def gc(config: ConfigOpt = Path("flows.yaml"), profile: ProfileOpt = "demo",
                                                          "PREFECT_LOCAL_STORAGE_PATH)")] = None,
        as_json: JsonOpt = False) -> None:
     """Remove incomplete stores and Prefect result files no store needs (dry run unless --apply)."""
-    from pipelines.runtime.maintenance import collect, remove
-
     cfg = load(config, profile)
     garbage = collect(cfg.storage_root, results, min_age_s=min_age * 3600)
     rows = [{"kind": g.kind, "path": str(g.path), "size_mb": round(g.size_bytes / 1e6, 2), "reason": g.reason}

@@ -17,6 +17,9 @@ from rich.table import Table
 from pipelines.cli.options import ConfigOpt, ProfileOpt, SetOpt, console
 from pipelines.cli.options import fail as _fail
 from tinyemo_core.config import ConfigError, load_config
+from tinyemo_core.stages import predict as core
+from tinyemo_core.stages.reason import reason_images
+from tinyemo_core.store.finetune import latest_model
 
 
 def predict_command(
@@ -45,8 +48,6 @@ def predict_command(
 ) -> None:
     """Rank emotions for images with a trained projector run (cosine to each label embedding); words the
     run never trained on are named."""
-    from tinyemo_core.stages import predict as core
-
     try:
         cfg = load_config(config, profile, overrides or [])
         run_dir = core.resolve_run(run, cfg.storage_root)
@@ -178,10 +179,6 @@ def reason_command(
 ) -> None:
     """Conditional reasoning for images: projector label -> conditioned prompt -> the reasoning model writes
     "Reasoning: ...\nPredicted Label: ..." (cached per image, model and settings)."""
-    from tinyemo_core.stages import predict as core
-    from tinyemo_core.stages.reason import reason_images
-    from tinyemo_core.store.finetune import latest_model
-
     try:
         cfg = load_config(config, profile, overrides or [])
         if cfg.spec.reasoning is None:

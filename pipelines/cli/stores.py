@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.options import ConfigOpt, ProfileOpt, SetOpt, console, fail, load, print_rows
+from tinyemo_core.stages.import_features import FeatureImportError
+from tinyemo_core.store.migrate import migrate_stores
 
 
 def import_features_command(
@@ -34,8 +36,6 @@ def import_features_command(
     """
     from pipelines.flows.import_features import import_features
     from pipelines.runtime.runners import task_runner_from
-    from tinyemo_core.stages.import_features import FeatureImportError
-
     cfg = load(config, profile, overrides)
     try:
         desc = import_features.with_options(task_runner=task_runner_from(cfg.flows.task_runner))(
@@ -68,8 +68,6 @@ def migrate_stores_command(
 ) -> None:
     """Rewrite format-1 feature shards and label tables as format 2 (fingerprints unchanged: nothing is
     re-extracted or retrained; old stores also load as they are). Run while no flow writes to the stores."""
-    from tinyemo_core.store.migrate import migrate_stores
-
     cfg = load(config, profile)
     res = migrate_stores(cfg.storage_root, dry_run=dry_run)
     rows = [

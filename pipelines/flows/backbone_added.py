@@ -16,9 +16,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from pipelines.runtime.memo import load_config_once
 from tinyemo_core.config import load_config, load_flows
 from tinyemo_core.encoders.specs import BackboneSpec
 from tinyemo_core.registry import read_registry, record_backbone, resolve_backbone
+from tinyemo_core.stages import features
 from tinyemo_core.store.evaluations import newest_reports
 
 EVENT = "tinyemo.backbone.added"
@@ -73,8 +75,6 @@ def backbones_without_run(storage_root: Path, encoder_name: str, names: list[str
 
 def _cached_stores(cfg, manifests: dict[str, dict]) -> dict:
     """Open the complete feature stores; raise (naming them) instead of extracting when one is missing."""
-    from tinyemo_core.stages import features
-
     plans = {n: features.plan(cfg.storage_root, cfg.encoder_name, n, cfg.encoder) for n in manifests}
     missing = [n for n, p in plans.items() if not p.complete]
     if missing:
@@ -99,7 +99,6 @@ def backbone_added(config: str = "flows.yaml", profile: str = "demo", overrides:
     )
 
     logger = get_run_logger()
-    from pipelines.runtime.memo import load_config_once
 
     base = load_config_once(config, profile, overrides or [])
     registry = read_registry(base.storage_root)

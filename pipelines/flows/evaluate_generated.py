@@ -19,6 +19,7 @@ from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.monitor import DeviceMonitor
 from tinyemo_core.stages import evaluate_generated as stage
 from tinyemo_core.store.evaluations import GeneratedEvaluationStore, read_report, report_markdown
+from tinyemo_core.store.finetune import epoch_models
 from tinyemo_core.store.plan import StorePlan
 
 
@@ -74,8 +75,6 @@ def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overri
         create_markdown_artifact(markdown, key="evaluate-generated-report", description=desc["report_dir"])
     if spec.every_epoch:  # each epochs/epoch-<k> model beside the judged one (train.save_epoch_models)
         from tinyemo_core.stages.evaluate_generated import epoch_row
-        from tinyemo_core.store.finetune import epoch_models
-
         rows = []
         for folder in epoch_models(Path(spec.model).parent):
             ep_spec = spec.model_copy(update={"model": str(folder), "every_epoch": False})

@@ -22,6 +22,7 @@ from tinyemo_core.config import RunConfig
 from tinyemo_core.generate.roles import make_generators
 from tinyemo_core.generate.runner import Progress, run_generation
 from tinyemo_core.generate.spec import GenerationSpec
+from tinyemo_core.generate.tiny_model import resolve_local_model
 from tinyemo_core.stages import instructions as stage
 from tinyemo_core.store.instructions import InstructionsStore
 from tinyemo_core.store.plan import StorePlan
@@ -143,8 +144,6 @@ def _summary_rows(report: dict, summary: dict) -> list[dict]:
 
 def generation_spec(cfg: RunConfig) -> GenerationSpec:
     """The profile's ``generation:`` with ``model: tiny`` resolved (the bundled tiny VLM, built once)."""
-    from tinyemo_core.generate.tiny_model import resolve_local_model
-
     if cfg.spec.generation is None:
         raise ValueError(f"profiles.{cfg.profile}.generation is not set; add a generation section to "
                          "flows.yaml")

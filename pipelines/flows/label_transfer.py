@@ -28,6 +28,7 @@ from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.projector.transfer_spec import LabelTransferSpec
 from tinyemo_core.stages import label_transfer as stage
 from tinyemo_core.stages import word_demo
+from tinyemo_core.stages.labels import backbone_fingerprint, dataset_labels
 
 
 @task(name="word-demo", **CACHED)
@@ -86,7 +87,6 @@ def ensure_word_demo(cfg: RunConfig, spec: LabelTransferSpec) -> None:
     """The word-derived demo dataset (``label_transfer.demo_words``), before it is ingested."""
     if spec.demo_words is None:
         return
-    from tinyemo_core.stages.labels import backbone_fingerprint
 
     bb_fp = backbone_fingerprint(cfg.backbone)
     dataset = cfg.datasets[spec.demo_words.dataset]
@@ -132,8 +132,6 @@ def label_transfer(config: str = "flows.yaml", profile: str = "demo", overrides:
     """Generalized zero-shot protocol on the profile's ``label_transfer`` datasets (default: held-in):
     seen / unseen accuracy, H and ZSL accuracy per fold and averaged, uncalibrated and, with ``calibration:
     stacking``, calibrated plus the permuted-word control (docs/experiments.md)."""
-    from tinyemo_core.stages.labels import dataset_labels
-
     cfg = config_from(config, profile, overrides)
     spec = transfer_settings(cfg)
     ensure_word_demo(cfg, spec)

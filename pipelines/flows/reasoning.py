@@ -30,10 +30,12 @@ from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.config import RunConfig
 from tinyemo_core.finetune.recipes import recipe_info
 from tinyemo_core.monitor import DeviceMonitor
+from tinyemo_core.stages import features
 from tinyemo_core.stages import finetune as finetune_stage
 from tinyemo_core.stages import instructions as instructions_stage
 from tinyemo_core.stages import reason as reason_stage
-from tinyemo_core.store.finetune import FinetuneStore
+from tinyemo_core.store import finetune as finetune_store
+from tinyemo_core.store.finetune import FinetuneStore, latest_model
 from tinyemo_core.store.instructions import InstructionsStore
 from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.reasoning import ReasoningStore, reasoning_markdown
@@ -85,7 +87,6 @@ def _patch_sources(cfg: RunConfig, spec, manifests: dict[str, dict]) -> list | N
     stage uses it when complete (``cached_patches: auto``), else runs the live ViT."""
     if spec.patch_encoder is None:
         return None
-    from tinyemo_core.stages import features
 
     if spec.patch_encoder not in cfg.flows.encoders:
         raise ValueError(
@@ -199,8 +200,6 @@ def finetune_reasoning(
 def _profile_models(cfg: RunConfig, spec, manifests: dict[str, dict]) -> tuple[Path | None, Path | None]:
     """(stage-2 model, Fig. 9 normal model) of the profile when trained, by plan (not "latest": the normal
     model is a stage-2 model too); (None, None) when the exports are not there to plan from."""
-    from tinyemo_core.store import finetune as finetune_store
-
     export_dir, _ = export_source(cfg)
     try:
         plans = plan_models(cfg, spec, export_dir, _patch_sources(cfg, spec, manifests))
@@ -218,8 +217,6 @@ def trained_model(cfg: RunConfig, which: str = "trained") -> Path:
     """``evaluate_generated.model: trained``: the profile's own fine-tuned model (tinyemo: the stage-2 model
     by plan, never Fig. 9's normal one; other recipes: the newest finished model of the recipe);
     ``normal``: TinyEmo Fig. 9's normal model (``reasoning.normal``)."""
-    from tinyemo_core.store.finetune import latest_model
-
     spec = _spec(cfg)
     planned = (_profile_models(cfg, spec, ensure_manifests(cfg)) if spec.recipe == "tinyemo"
                else (None, None))
@@ -258,8 +255,6 @@ def reason(
 ) -> dict:
     """Conditional reasoning over ``dataset``'s test split (default: the exports' dataset) with the profile's
     projector run and fine-tuned model (``reasoner``: another saved model folder)."""
-    from tinyemo_core.store.finetune import latest_model
-
     extra = [] if condition is None else [f"reasoning.reason.condition={str(condition).lower()}"]
     cfg = config_from(config, profile, [*(overrides or []), *extra])
     spec = _spec(cfg)

@@ -16,6 +16,7 @@ from prefect.tasks import exponential_backoff
 
 from pipelines.flows import tasks
 from pipelines.runtime.caching import up_to_date
+from pipelines.runtime.drain import drain_at_exit
 from pipelines.runtime.gpu import gpu_tags
 from pipelines.runtime.memo import load_config_once, walk_once_per_flow_run
 from pipelines.runtime.progress import ThrottledProgress
@@ -35,8 +36,6 @@ def config_from(config: str, profile: str, overrides: list[str] | None) -> RunCo
     """The flow's config (loaded once per command) and, from here on, one walk per dataset tree."""
     walk_once_per_flow_run()
     from prefect.runtime import flow_run
-
-    from pipelines.runtime.drain import drain_at_exit
 
     drain_at_exit(flow_run.root_flow_run_id or flow_run.id)  # temporary server: no lost task-run records
     cfg = load_config_once(config, profile, overrides or [])

@@ -17,8 +17,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pipelines.runtime.gpu import ensure_gpu_limit
 from pipelines.runtime.runners import task_runner_from
-from tinyemo_core.config import ConfigError, FlowsFile, load_flows
+from tinyemo_core.config import ConfigError, FlowsFile, load_config, load_flows
 from tinyemo_core.ops_spec import DeploymentSpec
 
 
@@ -74,8 +75,6 @@ def to_runner_deployment(name: str, spec: DeploymentSpec, config: Path, flows: d
 
 
 def _check_profiles(config: Path, ops: FlowsFile) -> None:
-    from tinyemo_core.config import load_config
-
     for name, spec in ops.deployments.items():
         try:
             load_config(config, spec.profile, spec.overrides)
@@ -102,8 +101,6 @@ def serve(config: str | Path, only: list[str] | None = None, limit: int | None =
     """``tinyemo serve``: set up the GPU concurrency limit, then serve the deployments until interrupted."""
     from prefect import serve as prefect_serve
 
-    from pipelines.runtime.gpu import ensure_gpu_limit
-
     deployments = served_deployments(config, only)
     if not deployments:
         raise ConfigError(f"{config}: no deployments to serve; add entries under `deployments:`")
@@ -114,8 +111,6 @@ def serve(config: str | Path, only: list[str] | None = None, limit: int | None =
 def deploy_to_pools(config: str | Path) -> list[str]:
     """``tinyemo deploy``: register entries with ``work_pool`` (workers import the flows by module path)."""
     from prefect import deploy as prefect_deploy
-
-    from pipelines.runtime.gpu import ensure_gpu_limit
 
     config = Path(config).resolve()
     ops = ops_settings(config)

@@ -17,7 +17,8 @@ import re
 import zlib
 from pathlib import Path
 
-from tinyemo_core.data.demo import CONCEPTS, DEMO_VERSION, describe_image
+from tinyemo_core.data.demo import CONCEPTS, DEMO_DATASETS, DEMO_VERSION, describe_image
+from tinyemo_core.data.taxonomy import normalise_label
 
 from .. import prompts as P
 from .base import Answer, ChatRequest, RequestFailed
@@ -94,9 +95,6 @@ def describe(path: str | Path) -> dict[str, str] | None:
 
 def mood_of(label: str) -> str | None:
     """The mood words of the demo concept a label word names (any demo dataset's spelling), else None."""
-    from tinyemo_core.data.demo import DEMO_DATASETS
-    from tinyemo_core.data.taxonomy import normalise_label
-
     concepts = {normalise_label(w): c for entry in DEMO_DATASETS.values() for w, c in entry[3].items()}
     concept = concepts.get(normalise_label(label), label)
     return MOODS.get(concept)

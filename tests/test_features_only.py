@@ -91,6 +91,7 @@ def sources(tmp_path_factory) -> dict:
 
 
 def test_three_sources_train_and_evaluate_without_images(sources, prefect_harness, monkeypatch) -> None:
+    import tinyemo_core.stages.predict  # noqa: F401  (imported before the patch: it binds load_encoder)
     from pipelines.flows.evaluate import evaluate
     from tinyemo_core.config import load_config
     from tinyemo_core.data.feature_sources import name_id
@@ -120,6 +121,31 @@ def test_three_sources_train_and_evaluate_without_images(sources, prefect_harnes
     assert 0 < imported["validation_duplicates_test"]["max_abs_diff"] < 0.01
     roi = read_manifest(ingest.plan("roi_feat", cfg.datasets["roi_feat"], cfg.storage_root).path)
     assert roi["path"][0].as_py() == "anger/img_0" and roi.num_rows == 48
+    # predict --features: vectors a user already has, no image, no encoder
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    rng = np.random.default_rng(5)
+    np.save(sources["base"] / "mine.npy", np.stack([_vector(w, rng) for w in EKMAN]))
+    out = CliRunner().invoke(app, ["predict", "--features", str(sources["base"] / "mine.npy"), "--taxonomy",
+                                   "ekman6", "--json", "--config", str(sources["config"]), "--profile",
+                                   "featonly"])
+    assert out.exit_code == 0, out.output
+    preds = json.loads(out.output)["predictions"]
+    assert [p["image"] for p in preds] == [f"mine.npy[{i}]" for i in range(6)]
+    assert sum(p["labels"][0] == w for p, w in zip(preds, EKMAN, strict=True)) >= 4
+    # the neuron atlas (ids and labels, no image grids), neuron ablation and re-grounding work on it
+    from pipelines.flows.experiments import reground_labels
+    from pipelines.flows.interpret import neuron_ablation, neuron_atlas
+
+    atlas = neuron_atlas(config=str(sources["config"]), profile="featonly")
+    assert atlas["rows"] > 0 and atlas["grids"] == [] and atlas["selective"]
+    ablation = neuron_ablation(config=str(sources["config"]), profile="featonly")
+    assert ablation["baseline_accuracy"] > 0.5
+    reground = reground_labels(config=str(sources["config"]), profile="featonly",
+                               variants={"joy→cheerful": {"texts": {"joy": "cheerful and content"}}})
+    assert Path(reground["markdown"]).exists()
     # a warm rerun imports and trains nothing
     before = {p: p.stat().st_mtime_ns for p in (cfg.storage_root / "features").rglob("*") if p.is_file()}
     again = evaluate(config=str(sources["config"]), profile="featonly")

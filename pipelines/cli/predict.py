@@ -23,13 +23,21 @@ from tinyemo_core.store.finetune import latest_model
 
 
 def predict_command(
-    images: Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)")],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="image files and/or folders (searched recursively)")
+    ] = None,
     run: Annotated[
         str, typer.Option("--run", "-r", help="run folder, its name under storage/runs, or latest")
     ] = "latest",
     labels: Annotated[
         str | None, typer.Option(help="comma-separated label words, e.g. 'joy,sadness'")
     ] = None,
+    features: Annotated[
+        Path | None,
+        typer.Option("--features", help="vectors you already have, from the run's encoder: a .pt file or "
+                     "tree, a .npy (+ --table for names), or a table with name and vector columns"),
+    ] = None,
+    table: Annotated[Path | None, typer.Option(help="--features .npy: its names table")] = None,
     taxonomy: Annotated[
         str | None, typer.Option(help="a taxonomy (ekman6, mikels8, ...) or a dataset name")
     ] = None,
@@ -46,17 +54,25 @@ def predict_command(
     profile: ProfileOpt = "demo",
     overrides: SetOpt = None,
 ) -> None:
-    """Rank emotions for images with a trained projector run (cosine to each label embedding); words the
-    run never trained on are named."""
+    """Rank emotions for images (or, with --features, for feature vectors) with a trained projector run
+    (cosine to each label embedding); words the run never trained on are named."""
+    if bool(images) == (features is not None):
+        raise _fail("give images or --features (one of them)")
     try:
         cfg = load_config(config, profile, overrides or [])
         run_dir = core.resolve_run(run, cfg.storage_root)
         cfg = core.config_for_run(cfg, run_dir, overrides or [])
         pairs = core.label_set(cfg, labels, taxonomy, template)
-        preds, info = core.predict(
-            core.image_paths(images), run_dir, cfg, pairs, which=cfg.spec.evaluation.checkpoint,
-            calibrated=calibrated,
-        )
+        which = cfg.spec.evaluation.checkpoint
+        if features is not None:
+            from tinyemo_core.data.feature_sources import read_any
+
+            names, vectors = read_any(features, table)
+            preds, info = core.predict_features(names, vectors, run_dir, cfg, pairs, which=which,
+                                                calibrated=calibrated)
+        else:
+            preds, info = core.predict(core.image_paths(images or []), run_dir, cfg, pairs, which=which,
+                                       calibrated=calibrated)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     k = top or len(pairs)

@@ -432,3 +432,20 @@ def record_dataset(storage_root: Path, name: str, entry: dict[str, Any]) -> Path
             + yaml.safe_dump(data, sort_keys=False))
     Path(storage_root).mkdir(parents=True, exist_ok=True)
     return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def read_any(path: Path, table: Path | None = None) -> tuple[list[str], np.ndarray]:
+    """Names and float32 vectors of whatever a user holds: one ``.pt`` file, a ``.pt`` tree, a ``.npy``
+    (rows named ``<file>[i]`` without a table) or a table with a ``vector`` column (``tinyemo predict
+    --features``)."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".pt":
+        return [path.name], load_tensor(path)[None, :]
+    if path.is_file() and path.suffix.lower() == ".npy" and table is None:
+        rows = SourceRows("npy", path, [], [], [], [])
+        matrix = np.asarray(_matrix(rows), np.float32)
+        return [f"{path.name}[{i}]" for i in range(len(matrix))], matrix
+    kind = source_kind(path)
+    rows = _tree_rows(path) if kind == "pt-tree" else _table_rows(kind, path, Path(table) if table else path)
+    return [str(r) if kind == "pt-tree" else n for r, n in zip(rows.refs, rows.names, strict=True)], \
+        read_vectors(rows)

@@ -125,36 +125,71 @@ def predict(
     that record). ``calibrated``: apply the run's calibration (calibrated stacking: its margin is subtracted
     from the scores of the words it trained on, docs/projector.md); the scores shown are then calibrated."""
     from tinyemo_core.encoders.extract import encode_images
-    from tinyemo_core.projector.io import load_projector, project
-    from tinyemo_core.stages.label_lookup import label_vectors
 
-    trained, untrained, calibration = trained_status(run_dir, pairs, calibrated)
-    model = load_projector(run_dir, which=which)  # type: ignore[arg-type]
-    lookup = label_vectors(cfg.backbone, cfg.backbone_name, cfg.storage_root, [t for _, t in pairs])
-    vectors = lookup.stack([t for _, t in pairs])
-    if vectors.shape[1] != model.out_dim:
-        raise ValueError(f"backbone {cfg.backbone_name} embeds labels in {vectors.shape[1]} dims but run "
-                         f"{run_dir.name} projects to {model.out_dim}; use the run's backbone")
+    scorer = _Scorer(run_dir, cfg, pairs, which, calibrated)
     encoder = load_encoder(cfg.encoder)
-    if encoder.dim != model.in_dim:
+    if encoder.dim != scorer.model.in_dim:
         raise ValueError(f"encoder {cfg.encoder_name} gives {encoder.dim}-d features but run {run_dir.name} "
-                         f"expects {model.in_dim}; use the encoder the run was trained on")
+                         f"expects {scorer.model.in_dim}; use the encoder the run was trained on")
     result = encode_images(encoder, list(paths), batch_size=batch_size or cfg.encoder.batch_size,
                            num_workers=0, progress=False, load_image=load_rgb)
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    cos = project(model, result.vectors) @ vectors.T if len(result.vectors) else np.zeros((0, len(pairs)))
-    if calibration is not None:
-        cos = stack(cos, [j for j, (_, text) in enumerate(pairs) if text in trained], calibration["margin"])
-    words = [w for w, _ in pairs]
     out: list[Prediction] = [Prediction(str(p), [], [], result.errors.get(i)) for i, p in enumerate(paths)]
-    for row, i in enumerate(result.ok_index.tolist()):
-        order = np.argsort(-cos[row], kind="stable")
-        out[i] = Prediction(str(paths[i]), [words[j] for j in order], [float(cos[row, j]) for j in order])
-    info = {"run": str(run_dir), "encoder": cfg.encoder_name, "backbone": cfg.backbone_name,
-            "labels_cached": lookup.cached, "labels_embedded": lookup.embedded, "untrained": untrained,
-            "calibration": None if calibration is None else
-            {"method": calibration["method"], "margin": calibration["margin"]}}
-    return out, info
+    for row, pred in zip(result.ok_index.tolist(), scorer.rank([str(paths[i]) for i in result.ok_index],
+                                                               result.vectors), strict=True):
+        out[row] = pred
+    return out, scorer.info
+
+
+def predict_features(names: Sequence[str], vectors: np.ndarray, run_dir: Path, cfg: RunConfig,
+                     pairs: Sequence[tuple[str, str]], *, which: str = "best", calibrated: bool = False
+                     ) -> tuple[list[Prediction], dict[str, Any]]:
+    """Rank ``pairs`` for feature vectors a user already has (``tinyemo predict --features``): no image
+    and no encoder, the vectors must come from the run's encoder (same width; the caller's word for it)."""
+    scorer = _Scorer(run_dir, cfg, pairs, which, calibrated)
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != scorer.model.in_dim:
+        raise ValueError(f"the features are {vectors.shape[-1] if vectors.ndim else 0}-d but run "
+                         f"{run_dir.name} expects {scorer.model.in_dim}-d features of {cfg.encoder_name}")
+    return scorer.rank(list(names), vectors), {**scorer.info, "features": len(names)}
+
+
+class _Scorer:
+    """A run's projector and the label vectors of ``pairs`` (normalised), checked against each other."""
+
+    def __init__(self, run_dir: Path, cfg: RunConfig, pairs: Sequence[tuple[str, str]], which: str,
+                 calibrated: bool) -> None:
+        from tinyemo_core.projector.io import load_projector
+        from tinyemo_core.stages.label_lookup import label_vectors
+
+        self.trained, untrained, self.calibration = trained_status(run_dir, pairs, calibrated)
+        self.model = load_projector(run_dir, which=which)  # type: ignore[arg-type]
+        lookup = label_vectors(cfg.backbone, cfg.backbone_name, cfg.storage_root, [t for _, t in pairs])
+        vectors = lookup.stack([t for _, t in pairs])
+        if vectors.shape[1] != self.model.out_dim:
+            raise ValueError(f"backbone {cfg.backbone_name} embeds labels in {vectors.shape[1]} dims but run "
+                             f"{run_dir.name} projects to {self.model.out_dim}; use the run's backbone")
+        self.labels = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        self.pairs = list(pairs)
+        self.info = {"run": str(run_dir), "encoder": cfg.encoder_name, "backbone": cfg.backbone_name,
+                     "labels_cached": lookup.cached, "labels_embedded": lookup.embedded,
+                     "untrained": untrained,
+                     "calibration": None if self.calibration is None else
+                     {"method": self.calibration["method"], "margin": self.calibration["margin"]}}
+
+    def rank(self, names: Sequence[str], features: np.ndarray) -> list[Prediction]:
+        from tinyemo_core.projector.io import project
+
+        cos = project(self.model, features) @ self.labels.T if len(features) else \
+            np.zeros((0, len(self.pairs)))
+        if self.calibration is not None:
+            cos = stack(cos, [j for j, (_, text) in enumerate(self.pairs) if text in self.trained],
+                        self.calibration["margin"])
+        words = [w for w, _ in self.pairs]
+        out = []
+        for row, name in enumerate(names):
+            order = np.argsort(-cos[row], kind="stable")
+            out.append(Prediction(str(name), [words[j] for j in order], [float(cos[row, j]) for j in order]))
+        return out
 
 
 def trained_status(run_dir: Path, pairs: Sequence[tuple[str, str]], calibrated: bool

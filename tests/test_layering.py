@@ -236,8 +236,7 @@ def test_function_level_imports_only_defer_heavy_dependencies() -> None:
         i
         for i in IMPORTS
         if i.in_function
-        and i.source.startswith("tinyemo_core")
-        and i.target.startswith("tinyemo_core")
+        and is_project(i.target)
         and i.target in MODULES
         and not heavy[i.target]
         and (i.source, i.target) not in DEFERRED_ON_PURPOSE

@@ -11,6 +11,12 @@ import typer
 from rich.table import Table
 
 import pipelines  # noqa: F401  (sets PREFECT_HOME etc. before Prefect is imported)
+from pipelines.cli import check as check_commands
+from pipelines.cli import explore as explore_commands
+from pipelines.cli import generation as generation_commands
+from pipelines.cli import ops as ops_commands
+from pipelines.cli import predict as predict_commands
+from pipelines.cli import stores as stores_commands
 from pipelines.cli.check import declared_flow_names, preflight_or_exit
 from pipelines.cli.options import ConfigOpt, JsonOpt, ProfileOpt, SetOpt, console, fail, load, print_rows
 from pipelines.cli.smoke import enter_smoke
@@ -180,15 +186,10 @@ def status(
 
 
 def _register_extensions() -> None:
-    """Commands that live in their own modules (operations; predict)."""
-    from pipelines.cli import check, explore, generation, ops, predict, stores
-
-    check.register(app)
-    explore.register(app)
-    generation.register(app)
-    ops.register(app)
-    predict.register(app)
-    stores.register(app)
+    """Commands that live in their own modules (check, explore, generation, operations, predict, stores)."""
+    for module in (check_commands, explore_commands, generation_commands, ops_commands, predict_commands,
+                   stores_commands):
+        module.register(app)
 
 
 _register_extensions()

@@ -17,6 +17,7 @@ from rich.table import Table
 from pipelines.cli.options import ConfigOpt, ProfileOpt, SetOpt, console
 from pipelines.cli.options import fail as _fail
 from tinyemo_core.config import ConfigError, load_config
+from tinyemo_core.data.feature_sources import read_any
 from tinyemo_core.stages import predict as core
 from tinyemo_core.stages.reason import reason_images
 from tinyemo_core.store.finetune import latest_model
@@ -65,8 +66,6 @@ def predict_command(
         pairs = core.label_set(cfg, labels, taxonomy, template)
         which = cfg.spec.evaluation.checkpoint
         if features is not None:
-            from tinyemo_core.data.feature_sources import read_any
-
             names, vectors = read_any(features, table)
             preds, info = core.predict_features(names, vectors, run_dir, cfg, pairs, which=which,
                                                 calibrated=calibrated)

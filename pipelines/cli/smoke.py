@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 from pipelines.cli.options import console, fail, load
+from tinyemo_core import smoke as smoke_runs
 from tinyemo_core.config import ConfigError, RunConfig
 
 
@@ -13,10 +14,8 @@ def enter_smoke(stack: contextlib.ExitStack, cfg: RunConfig, flow: str,
                 overrides: list[str]) -> tuple[RunConfig, list[str]]:
     """Prepare the smoke copy of ``cfg``'s profile, start its servers inside ``stack``; return the smoke
     profile (its overrides are already applied)."""
-    from tinyemo_core import smoke
-
     try:
-        plan = smoke.prepare(cfg, overrides, flow)
+        plan = smoke_runs.prepare(cfg, overrides, flow)
     except ConfigError as exc:
         raise fail(exc) from None
     console.print(f"[bold]smoke run[/bold]: {len(plan.replaced)} model(s) replaced by tiny same-family "

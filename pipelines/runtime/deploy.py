@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pipelines.flows import flows as flow_registry
 from pipelines.runtime.gpu import ensure_gpu_limit
 from pipelines.runtime.runners import task_runner_from
 from tinyemo_core.config import ConfigError, FlowsFile, load_config, load_flows
@@ -30,10 +31,9 @@ def ops_settings(config: str | Path) -> FlowsFile:
 
 def known_flows() -> dict[str, Any]:
     """Every deployable flow by Prefect name (the lead's registry plus ``backbone-added``)."""
-    from pipelines.flows import flows
-    from pipelines.flows.backbone_added import backbone_added
+    from pipelines.flows.backbone_added import backbone_added  # Prefect: imported when deploying
 
-    return {**flows(), backbone_added.name: backbone_added}
+    return {**flow_registry(), backbone_added.name: backbone_added}
 
 
 def deployment_name(spec: DeploymentSpec, name: str) -> str:

@@ -28,13 +28,7 @@ from tinyemo_core.fingerprint import step_fingerprint
 from tinyemo_core.projector.transfer_spec import LabelTransferSpec
 from tinyemo_core.stages import label_transfer as stage
 from tinyemo_core.stages import word_demo
-from tinyemo_core.stages.labels import backbone_fingerprint, dataset_labels
-
-
-@task(name="word-demo", **CACHED)
-@recorded
-def word_demo_task(key: str, **kwargs: Any) -> dict:
-    return word_demo.make(**kwargs)
+from tinyemo_core.stages.labels import dataset_labels
 
 
 @task(name="label-transfer-train", **CACHED)
@@ -83,19 +77,6 @@ def transfer_settings(cfg: RunConfig) -> LabelTransferSpec:
     return spec
 
 
-def ensure_word_demo(cfg: RunConfig, spec: LabelTransferSpec) -> None:
-    """The word-derived demo dataset (``label_transfer.demo_words``), before it is ingested."""
-    if spec.demo_words is None:
-        return
-
-    bb_fp = backbone_fingerprint(cfg.backbone)
-    dataset = cfg.datasets[spec.demo_words.dataset]
-    plan = word_demo.plan(spec.demo_words, dataset, bb_fp)
-    up_to_date(plan, word_demo.read, word_demo_task, scope=cfg.storage_root, demo=spec.demo_words,
-               dataset=dataset, backbone=cfg.backbone, backbone_name=cfg.backbone_name, backbone_fp=bb_fp,
-               storage_root=cfg.storage_root)
-
-
 def ensure_transfer_run(cfg: RunConfig, name: str, classes: tuple[str, ...], detail: dict, label_desc: dict,
                         inputs: dict, *, with_val: bool) -> dict:
     """A projector run on ``classes`` of dataset ``name`` (a fold's seen classes or a pseudo split's)."""
@@ -134,8 +115,7 @@ def label_transfer(config: str = "flows.yaml", profile: str = "demo", overrides:
     stacking``, calibrated plus the permuted-word control (docs/experiments.md)."""
     cfg = config_from(config, profile, overrides)
     spec = transfer_settings(cfg)
-    ensure_word_demo(cfg, spec)
-    manifests = ensure_manifests(cfg)
+    manifests = ensure_manifests(cfg)  # generates the word demo (label_transfer.demo_words) first
     stores = ensure_features(cfg, manifests)
     label_desc = ensure_labels(cfg, manifests)
     hashes = feature_hashes(stores)

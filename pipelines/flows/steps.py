@@ -22,7 +22,7 @@ from pipelines.runtime.memo import load_config_once, walk_once_per_flow_run
 from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.config import RunConfig
 from tinyemo_core.stages import evaluate as evaluate_stage
-from tinyemo_core.stages import features, ingest, labels
+from tinyemo_core.stages import features, ingest, labels, word_demo
 from tinyemo_core.stages import train as train_stage
 from tinyemo_core.store.demo_data import DemoDataStore
 from tinyemo_core.store.evaluations import EvaluationStore, report_markdown
@@ -56,6 +56,8 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
         up_to_date(ingest.plan_demo_data(cfg.storage_root, cfg.spec.demo_data), demo.read,
                    tasks.demo_data_task, scope=cfg.storage_root, storage_root=cfg.storage_root,
                    spec=cfg.spec.demo_data)
+    if cfg.spec.label_transfer is not None and cfg.spec.label_transfer.demo_words is not None:
+        ensure_word_demo(cfg, cfg.spec.label_transfer.demo_words)
     out = {}
     manifests = ManifestStore(cfg.storage_root)
     for name, spec in cfg.datasets.items():
@@ -94,6 +96,17 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
         )
         create_table_artifact(bad, key="quarantine", description="Quarantined images by reason")
     return out
+
+
+def ensure_word_demo(cfg: RunConfig, demo) -> None:
+    """The word-derived demo dataset (``label_transfer.demo_words``, docs/experiments.md), drawn from the
+    profile's backbone embeddings of its words, before it is ingested."""
+    word_demo.check(demo, cfg.datasets, f"profiles.{cfg.profile}.label_transfer.demo_words")
+    bb_fp = labels.backbone_fingerprint(cfg.backbone)
+    dataset = cfg.datasets[demo.dataset]
+    up_to_date(word_demo.plan(demo, dataset, bb_fp), word_demo.read, tasks.word_demo_task,
+               scope=cfg.storage_root, demo=demo, dataset=dataset, backbone=cfg.backbone,
+               backbone_name=cfg.backbone_name, backbone_fp=bb_fp, storage_root=cfg.storage_root)
 
 
 def ensure_features(cfg: RunConfig, manifests: dict[str, dict]) -> dict[str, FeatureStore]:

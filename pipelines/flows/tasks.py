@@ -14,7 +14,7 @@ from pipelines.runtime.caching import CACHED, recorded
 from pipelines.runtime.progress import ThrottledProgress
 from tinyemo_core.monitor import DeviceMonitor
 from tinyemo_core.stages import evaluate as evaluate_stage
-from tinyemo_core.stages import features, ingest, labels
+from tinyemo_core.stages import features, ingest, labels, word_demo
 from tinyemo_core.stages import train as train_stage
 
 
@@ -22,6 +22,12 @@ from tinyemo_core.stages import train as train_stage
 @recorded
 def demo_data_task(key: str, storage_root: Path, spec) -> dict:
     return ingest.make_demo_data(storage_root, spec)
+
+
+@task(name="word-demo", **CACHED)
+@recorded
+def word_demo_task(key: str, **kwargs) -> dict:
+    return word_demo.make(**kwargs)
 
 
 @task(name="ingest", retries=1, **CACHED)

@@ -88,7 +88,12 @@ def _dataset_specs(cfg: RunConfig, parts: frozenset[str]) -> dict[str, DatasetSp
 
 
 def _generated_by_run(cfg: RunConfig, root: Path) -> bool:
-    """Demo datasets are written by the run itself (``demo_data:``), so their roots may not exist yet."""
+    """Demo datasets are written by the run itself (``demo_data:``, ``label_transfer.demo_words``), so their
+    roots may not exist yet."""
+    words = cfg.spec.label_transfer.demo_words if cfg.spec.label_transfer is not None else None
+    if words is not None and words.dataset in cfg.datasets \
+            and Path(cfg.datasets[words.dataset].root).resolve() == Path(root).resolve():
+        return True
     return cfg.spec.demo_data is not None and root.is_relative_to(demo_data_root(cfg.storage_root))
 
 

@@ -140,3 +140,31 @@ def test_served_identity_uses_content_or_endpoint() -> None:
     d = identity.served_identity("http://10.0.0.2:9000/v1", "org/model", None, vllm)
     assert c != d and c["served"] == "/models/llava"  # a host path alone does not name weights
     assert identity.served_identity("http://h/v1", "org/model", None, tinyemo, pad_to_square=[1, 2, 3]) != a
+
+
+def test_projector_fingerprints_of_local_models_are_unchanged(tmp_path: Path) -> None:
+    """What the vision / label-backbone fingerprints are made of, as the code before tinyemo_core.identity
+    computed it (pinned values, path-free): no feature or label store may move (change only on purpose)."""
+    import hashlib
+
+    from tinyemo_core.encoders.embedding_table import embedding_identity
+    from tinyemo_core.encoders.fingerprints import vision_fingerprint
+    from tinyemo_core.encoders.specs import VisionEncoderSpec
+
+    root = tmp_path / "m"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    save_file({"model.embed_tokens.weight": rng.standard_normal((50, 8)).astype(np.float32),
+               "lm_head.weight": rng.standard_normal((50, 8)).astype(np.float32)},
+              str(root / "model.safetensors"))
+    (root / "config.json").write_text('{"a": 1}')
+    (root / "tokenizer.json").write_text('{"t": 1}')
+    files = [root / n for n in ("config.json", "tokenizer.json", "model.safetensors")]
+    expected = {p.name: f"{p.stat().st_size}:{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files}
+    weights = str(root / "model.safetensors")
+    for _ in range(2):  # cold, then from the sidecar
+        identity.forget_in_memory()
+        assert identity.files_identity(files, full=True) == expected
+        assert embedding_identity(root) == "d8dd11bf01d4131fec3cd09257e2ebef42b0e7f708240182c486982ad5184cff"
+        openclip = VisionEncoderSpec(kind="open_clip", model="ViT-B-32", pretrained=weights)
+        assert vision_fingerprint(openclip) == "e28e9bbb6374b304"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
 import re
+import ssl
 
 import httpx
 
@@ -41,6 +43,15 @@ def to_openai_messages(request: ChatRequest, pad_fill: tuple[int, ...] | None = 
             content = turn.text
         messages.append({"role": turn.role, "content": content})
     return messages
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process (httpx's default CA bundle): building one costs ~0.1 s, and every event
+    loop opens a fresh client (docs/generation.md, "client lifecycle")."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def served_model_name(model: str) -> str:
@@ -96,6 +107,7 @@ class OpenAIHTTPGenerator:
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
                 headers=self._headers,
+                verify=_ssl_context(),
                 timeout=self._timeout,
                 limits=httpx.Limits(
                     max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency

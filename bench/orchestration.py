@@ -2,8 +2,10 @@
 a warm ``tinyemo run full-pipeline`` against an empty Prefect flow started the same way (each a ``tinyemo``
 subprocess starting its own embedded server; median of ``--repeats``; issue 18's goal: ratio <= 1.5).
 
-Usage: ``python bench/orchestration.py [--shards 240] [--repeats 3] [--only warm-rerun]``. The last line
-printed is JSON.
+Usage: ``python bench/orchestration.py [--shards 240] [--repeats 3]
+[--only warm-rerun|scale-shards|scale-walk] [--scale]``; ``--scale`` adds issue 21's parts
+(``bench/orchestration_scale.py``: peak RSS and ms per shard of extract-features at 500 vs 20,000 shards, a
+warm full-pipeline on a 100,000-file tree against one walk). The last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -133,9 +135,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shards", type=int, default=240)
     parser.add_argument("--repeats", type=int, default=3, help="warm full-pipeline vs empty flow: runs each")
-    parser.add_argument("--only", choices=["warm-rerun"], help="run only this part")
+    parser.add_argument("--only", choices=["warm-rerun", "scale-shards", "scale-walk"],
+                        help="run only this part")
+    parser.add_argument("--scale", action="store_true",
+                        help="also the issue-21 scale parts (bench/orchestration_scale.py): extract-features "
+                        "peak RSS and ms/shard at 500 vs 20,000 shards, warm full-pipeline on a 100,000-file "
+                        "tree vs one walk (takes a while: 20,000 images)")
     args = parser.parse_args()
     result: dict = {}
+    if args.only in ("scale-shards", "scale-walk") or args.scale:
+        import orchestration_scale as scale  # same folder (sys.path[0] when run as a script)
+
+        if args.only in (None, "scale-shards"):
+            result["scale_shards"] = scale.shards_memory(500, 20_000, None)
+        if args.only in (None, "scale-walk"):
+            result["scale_walk"] = scale.warm_walk(100_000, args.repeats)
+        if args.only is not None:
+            print(json.dumps(result))
+            return
     if args.only is None:
         from prefect.testing.utilities import prefect_test_harness
 

@@ -206,34 +206,11 @@ def _emotic_images(root: Path) -> None:
 
 
 def make_emotic_mat(root: Path) -> Path:
-    """The official release: ``Annotations/Annotations.mat`` (struct arrays) + ``emotic/<folder>/<file>``."""
-    from scipy.io import savemat
+    """The official release: ``Annotations/Annotations.mat`` (struct arrays) + ``emotic/<folder>/<file>``,
+    written by the library's writer (the one smoke runs use)."""
+    from tinyemo_core.smoke.datasets import write_emotic_mat
 
-    def person(box, cats, vad, gender, split):
-        cont = {"valence": float(vad[0]), "arousal": float(vad[1]), "dominance": float(vad[2])}
-        catstruct = {"worker_id": "W1", "categories": np.array(cats, dtype=object)}
-        base = {"body_bbox": np.array(box, dtype=float), "gender": gender, "age": "Adult"}
-        if split == "train":
-            return {**base, "annotations_categories": catstruct, "annotations_continuous": cont}
-        return {**base, "annotations_categories": np.array([catstruct, catstruct], dtype=object),
-                "combined_categories": np.array(cats, dtype=object),
-                "annotations_continuous": np.array([cont, cont], dtype=object), "combined_continuous": cont}
-
-    out = {}
-    for split, images in EMOTIC_PEOPLE.items():
-        keys = [k for k in person([0, 0, 1, 1], ["Peace"], (1, 1, 1), "Male", split)]
-        pdtype = [(k, object) for k in keys]
-        entries = np.zeros((1, len(images)), dtype=[("filename", object), ("folder", object),
-                                                    ("image_size", object), ("person", object)])
-        for i, (folder, name, people) in enumerate(images):
-            parr = np.zeros((1, len(people)), dtype=pdtype)
-            for j, p in enumerate(people):
-                d = person(*p, split)
-                parr[0, j] = tuple(d[k] for k in keys)
-            entries[0, i] = (name, folder, {"n_col": 40, "n_row": 30}, parr)
-        out[split] = entries
-    (root / "Annotations").mkdir(parents=True)
-    savemat(root / "Annotations" / "Annotations.mat", out)
+    write_emotic_mat(root, {s: list(images) for s, images in EMOTIC_PEOPLE.items()}, image_size=(40, 30))
     _emotic_images(root)
     return root
 

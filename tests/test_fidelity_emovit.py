@@ -54,10 +54,10 @@ def test_paper_emovit_profile_splits_the_roles() -> None:
 def test_chain_uses_the_authors_prompts_and_only_the_caption_sees_the_image(tmp_path: Path) -> None:
     spec = GenerationSpec(model="gpt-4", mode="emovit", captioner={"model": "blip2"})
     rows = load_manifest([_manifest(tmp_path)], spec, image_root=tmp_path)
-    chain = plan(rows, spec)[0]
-    caption = render(chain, 0, [], spec)
+    conv_chain, reason_chain = plan(rows, spec)[:2]  # one chain per data type, both from the caption
+    caption = render(conv_chain, 0, [], spec)
     assert caption.image_path is not None and caption.turns[0].text == ""  # BLIP-2: no prompt
-    conv, reason = (render(chain, i, ["a child on a beach"], spec) for i in (1, 2))
+    conv, reason = (render(c, 1, ["a child on a beach"], spec) for c in (conv_chain, reason_chain))
     assert conv.image_path is None and reason.image_path is None
     context = ("a child on a beach\n\nemotion: amusement\nbrightness: 0.4\ncolorfulness: 0.7\n"
                "object: ['Person']")
@@ -108,14 +108,36 @@ def test_captions_with_the_vision_model_asks_the_text_model(tmp_path: Path) -> N
     rows = load_manifest([_manifest(tmp_path, 1)], spec, image_root=tmp_path)
     chains = plan(rows, spec)
     report = run_generation(chains, gen, spec, tmp_path / "gen")
-    assert report.total == 6 and report.generator_dir.startswith("writer+captioner-")
-    assert len(vision.seen) == 2 and all(r.image_path for r in vision.seen)
+    assert report.total == 8 and report.generator_dir.startswith("writer+captioner-")
+    # one caption per image although two chains start with it (the second waits for it or reads the cache)
+    assert len(vision.seen) == 2 and all(r.image_path for r in vision.seen) and report.cached == 2
     assert all(r.sampling.max_tokens == 5 for r in vision.seen)  # the captioner's own settings
-    # random weights write no "Question:/Answer:" pairs: Conversation fails its format check (recorded) and
-    # blocks that chain's Reasoning step; what matters here is who was asked what
-    assert report.failed == {"format": 2} and report.blocked == 2
-    assert len(text.seen) == 2 and not any(r.image_path for r in text.seen)
+    # random weights write no "Question:/Answer:" pairs: both text answers fail their format check (recorded);
+    # what matters here is who was asked what
+    assert report.failed == {"format": 4}
+    assert len(text.seen) == 4 and not any(r.image_path for r in text.seen)
+    kinds = {r.turns[0].text[:40] for r in text.seen}
+    assert len(kinds) == 2  # the Conversation and the Reasoning system messages
     captions = [c.texts[0] for c in collect(chains, spec, tmp_path / "gen" / report.generator_dir,
                                              report.fingerprint)]
     assert all(any(r.turns[-1].text.startswith(cap.strip() + "\n\nemotion: ") for r in text.seen)
                for cap in captions)
+
+
+def test_a_failed_conversation_keeps_the_images_other_records(tmp_path: Path) -> None:
+    """One chain per data type (the authors ran separate scripts): a Conversation answer that fails its check
+    costs that image its Conversation record only; Categorical needs no request at all."""
+    from tinyemo_core.generate.export import emovit_records
+    from tinyemo_core.generate.runner import ChainResult
+
+    spec = GenerationSpec(model="gpt-4", mode="emovit", captioner={"model": "blip2"})
+    rows = load_manifest([_manifest(tmp_path, 1)], spec, image_root=tmp_path)[:1]
+    chains = plan(rows, spec)
+    assert [c.steps[-1].kind for c in chains] == ["emovit_conversation", "emovit_reasoning"]
+    # the same caption request (one cache key)
+    assert render(chains[0], 0, [], spec) == render(chains[1], 0, [], spec)
+    results = [ChainResult(chains[0], ["a dog"], "failed", "format"),
+               ChainResult(chains[1], ["a dog", "Question: Why fun? Answer: It plays."], "ok")]
+    records = emovit_records(results, {"emoset": list(CLASSES)}, tmp_path)
+    kinds = [rec["id"].rsplit("-", 1)[1] for rec, _ in records]
+    assert kinds == ["categorical", "reasoning"]

@@ -228,10 +228,8 @@ def test_emovit_export(tmp_path: Path) -> None:
         "Question: What is there? Answer: A tree.\n"
         "Question: Is it dark? Answer: Yes.\nQuestion: Why? Answer: Dusk."
     )
-    results = [
-        ChainResult(c, ["A tree.", conv, "Question: Why sad? Answer: It is alone."], "ok")
-        for c in plan(rows, spec)
-    ]
+    answers = {"emovit_conversation": conv, "emovit_reasoning": "Question: Why sad? Answer: It is alone."}
+    results = [ChainResult(c, ["A tree.", answers[c.steps[-1].kind]], "ok") for c in plan(rows, spec)]
     summary = export_all(
         results, tmp_path / "out", tmp_path, {"demo": ["anger", "fear", "joy"]}, mode="emovit"
     )

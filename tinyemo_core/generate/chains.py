@@ -126,37 +126,34 @@ def tinyemo_chains(row: ManifestRow) -> list[Chain]:
     ]
 
 
-def emovit_chain(row: ManifestRow, spec: GenerationSpec) -> Chain:
+def emovit_chains(row: ManifestRow, spec: GenerationSpec) -> list[Chain]:
     """EmoVIT §3.2: caption the image, then two text-only requests (Conversation, Reasoning) whose user
     message is the caption + attributes and whose system message is the authors' prompt for that data type
     (EmoVIT repository emo/gpt4_*.py; Reasoning's carries its in-context examples).
 
-    The caption step is the only one with an image: with ``spec.captioner`` it goes to that vision model
-    (BLIP-2 in the paper, §4.1) and the text steps to ``spec.model`` (GPT-4); without one, one generator does
-    all three. Categorical records need no request; :mod:`export` builds them from the label.
+    One chain per data type, both starting with the same caption request (one cache entry: same task name,
+    same request), so a Conversation answer that fails its format check does not cost the image its Reasoning
+    record, as the authors' separate scripts never did. The caption step is the only one with an image: with
+    ``spec.captioner`` it goes to that vision model (BLIP-2 in the paper, §4.1) and the text steps to
+    ``spec.model`` (GPT-4); without one, one generator does all. Categorical records need no request
+    (:mod:`export` builds them from the label).
     """
     attrs = {"emotion": row.label, **row.attributes}
     context = P.emovit_context(FILL, attrs, spec.emovit_attributes)
     caption = spec.captioner.prompt if spec.captioner is not None else P.strip_image_tag(P.CAPTION_PROMPT)
-    return Chain(
-        "emovit",
-        row,
-        (
-            Step("caption", (_user(caption),)),
-            Step(
-                "emovit_conversation",
-                (Turn(role="system", text=P.EMOVIT_CONVERSATION_SYSTEM), _user(context)),
-                with_image=False,
-                fill_from=0,
+    systems = {"emovit_conversation": P.EMOVIT_CONVERSATION_SYSTEM,
+               "emovit_reasoning": P.emovit_reasoning_system()}
+    return [
+        Chain(
+            "emovit",
+            row,
+            (
+                Step("caption", (_user(caption),)),
+                Step(kind, (Turn(role="system", text=system), _user(context)), with_image=False, fill_from=0),
             ),
-            Step(
-                "emovit_reasoning",
-                (Turn(role="system", text=P.emovit_reasoning_system()), _user(context)),
-                with_image=False,
-                fill_from=0,
-            ),
-        ),
-    )
+        )
+        for kind, system in systems.items()
+    ]
 
 
 def plan(rows: Sequence[ManifestRow], spec: GenerationSpec) -> list[Chain]:
@@ -165,7 +162,7 @@ def plan(rows: Sequence[ManifestRow], spec: GenerationSpec) -> list[Chain]:
     chains: list[Chain] = []
     for row in rows:
         if spec.mode == "emovit":
-            chains.append(emovit_chain(row, spec))
+            chains.extend(emovit_chains(row, spec))
             continue
         per_image = tinyemo_chains(row)
         rng.shuffle(per_image)

@@ -124,18 +124,28 @@ def emoreason_records(
 def emovit_records(
     results: Sequence[ChainResult], labels: dict[str, list[str]], image_root: str | Path
 ) -> list[tuple[dict, Meta]]:
-    """EmoVIT §3.2 Categorical (template), Conversation (multi-turn Q/A) and Reasoning (one Q/A) records."""
-    out = []
+    """EmoVIT §3.2 Categorical (template, for every planned image), Conversation (multi-turn Q/A) and
+    Reasoning (one Q/A) records; a data type whose chain failed is left out for that image only."""
+    by_image: dict[tuple[str, str], dict[str, ChainResult]] = {}
     for r in results:
-        if r.chain.task != "emovit" or r.status != "ok":
-            continue
-        row, image = r.chain.row, _rel(r.chain.row.path, image_root)
+        if r.chain.task == "emovit":
+            row = r.chain.row
+            by_image.setdefault((row.dataset, row.image_id), {})[r.chain.steps[-1].kind] = r
+    out = []
+    for chains in by_image.values():
+        row = next(iter(chains.values())).chain.row
+        image = _rel(row.path, image_root)
         meta = {"split": row.split, "label": row.label, "dataset": row.dataset}
         q, a = P.emovit_categorical(labels[row.dataset], row.label)
         out.append((_record(f"{row.image_id}-categorical", image, [q, a]), meta))
-        conv = [x for pair in parse_qa_pairs(r.texts[1]) for x in pair]
-        out.append((_record(f"{row.image_id}-conversation", image, conv), meta))
-        out.append((_record(f"{row.image_id}-reasoning", image, list(parse_qa_pairs(r.texts[2])[0])), meta))
+        conv = chains.get("emovit_conversation")
+        if conv is not None and conv.status == "ok":
+            turns = [x for pair in parse_qa_pairs(conv.texts[-1]) for x in pair]
+            out.append((_record(f"{row.image_id}-conversation", image, turns), meta))
+        reason = chains.get("emovit_reasoning")
+        if reason is not None and reason.status == "ok":
+            pair = list(parse_qa_pairs(reason.texts[-1])[0])
+            out.append((_record(f"{row.image_id}-reasoning", image, pair), meta))
     return out
 
 

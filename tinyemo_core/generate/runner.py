@@ -112,6 +112,10 @@ async def run_chains(
                 )
             )
 
+    # a request two chains share (EmoVIT: one caption, a chain per data type) is sent once: the later chain
+    # waits for the answer in flight instead of asking again
+    inflight: dict[str, asyncio.Future] = {}
+
     async def run_chain(chain: Chain) -> None:
         answers: list[str] = []
         cache = caches[chain.row.dataset]
@@ -124,10 +128,24 @@ async def run_chains(
                 and rec["status"] != "ok"
                 and (spec.retry_failed or rec["reason"] in REQUEST_REASONS)
             )
-            if rec is None or retry:
+            if (rec is None or retry) and key in inflight:
+                rec = await asyncio.shield(inflight[key])
+                report.cached += 1
+            elif rec is None or retry:
                 attempt = rec["attempt"] + 1 if rec else 0
-                rec = await _request(generator, req, attempt, step.kind, spec, chain, i)
-                cache.put(key, rec)
+                inflight[key] = asyncio.get_running_loop().create_future()
+                try:
+                    rec = await _request(generator, req, attempt, step.kind, spec, chain, i)
+                    cache.put(key, rec)
+                except BaseException as exc:
+                    waiting = inflight.pop(key)
+                    if isinstance(exc, Exception):
+                        waiting.set_exception(exc)
+                        waiting.exception()  # retrieved: the chains awaiting it get it raised
+                    else:
+                        waiting.cancel()
+                    raise
+                inflight.pop(key).set_result(rec)
                 report.sent += 1
                 report.prompt_tokens += rec["prompt_tokens"]
                 report.completion_tokens += rec["completion_tokens"]

@@ -57,6 +57,7 @@ def test_kill_during_extraction_then_rerun_equals_uninterrupted(tmp_path: Path, 
     config = small_config()
     data = yaml.safe_load(config.read_text())
     data["profiles"]["demo"]["extraction"]["shard_size"] = 4
+    data["profiles"]["demo"]["extraction"]["max_tasks"] = 3  # several shards per task: resume is per shard
     data["encoders"]["demo-tiny-clip"]["batch_size"] = 1
     config.write_text(yaml.safe_dump(data))
     cfg = load_config(config, "demo")

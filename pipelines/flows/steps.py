@@ -161,7 +161,8 @@ def extract_output(cfg: RunConfig, manifests: dict[str, dict], output: str) -> d
 
 
 def shard_groups(plans: list[tuple[str, ShardPlan]], max_tasks: int) -> list[list[tuple[str, ShardPlan]]]:
-    """At most ``max_tasks`` groups of consecutive shards of one dataset each (one task per group)."""
+    """Groups of consecutive shards of one dataset each (one task per group): about ``max_tasks`` groups
+    (at most ``max_tasks`` + the number of datasets - 1, since a group never spans two datasets)."""
     per_task = max(1, -(-len(plans) // max_tasks))
     groups: list[list[tuple[str, ShardPlan]]] = []
     for name, plan in plans:

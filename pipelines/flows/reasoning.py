@@ -218,8 +218,8 @@ def trained_model(cfg: RunConfig, which: str = "trained") -> Path:
     by plan, never Fig. 9's normal one; other recipes: the newest finished model of the recipe);
     ``normal``: TinyEmo Fig. 9's normal model (``reasoning.normal``)."""
     spec = _spec(cfg)
-    planned = (_profile_models(cfg, spec, ensure_manifests(cfg)) if spec.recipe == "tinyemo"
-               else (None, None))
+    planned = (_profile_models(cfg, spec, ensure_manifests(cfg))
+               if recipe_info(spec.recipe).conditional_reasoning else (None, None))
     found = planned[1] if which == "normal" else (planned[0] or latest_model(cfg.storage_root, spec.recipe))
     if found is None:
         raise FileNotFoundError(f"evaluate_generated.model: {which}, but profile {cfg.profile!r} has no such "
@@ -262,7 +262,8 @@ def reason(
     stores = ensure_features(cfg, manifests)
     labels = ensure_labels(cfg, manifests)
     run_dir = Path(ensure_training(cfg, manifests, stores, labels)["run_dir"])
-    planned, normal_dir = _profile_models(cfg, spec, manifests) if spec.recipe == "tinyemo" else (None, None)
+    conditional = recipe_info(spec.recipe).conditional_reasoning
+    planned, normal_dir = _profile_models(cfg, spec, manifests) if conditional else (None, None)
     model_dir = Path(reasoner) if reasoner else (planned or latest_model(cfg.storage_root, spec.recipe))
     if model_dir is None:
         raise FileNotFoundError(

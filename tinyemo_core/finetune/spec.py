@@ -185,7 +185,9 @@ def conditional_mismatch(reasoning: ReasoningSpec | None, generation: object | N
     Conditional reasoning (TinyEmo §III-C, Eq. 5; Appendix A-B) runs the model with "Important: note that the
     correct label is <label>." in the prompt; its EmoReason training records carry that line only when
     ``generation.conditional`` is true (``emoreason_*.json``; ``emoreason_normal_*.json`` never do)."""
-    if reasoning is None or reasoning.recipe != "tinyemo" or "finetune" not in reasoning.stages:
+    if reasoning is None or not RECIPE_INFO[reasoning.recipe].conditional_reasoning:
+        return None
+    if "finetune" not in reasoning.stages:
         return None
     if generation is None or getattr(generation, "mode", "tinyemo") != "tinyemo":
         return None  # exports made elsewhere: nothing to compare against

@@ -35,6 +35,9 @@ class RecipeInfo:
     stages: tuple[str, ...]  # the stages it defines, in training order (a stage starts from the previous)
     record_kinds: tuple[str, ...] = ()  # record kinds a stage may select (``reasoning.<stage>.record_kinds``)
     exports: Literal["instructions", "emotic"] = "instructions"  # generate-qa exports or the EMOTIC exports
+    # TinyEmo's conditional reasoning (§III-C): stage 2 trains on the EmoReason records, the reason flow runs
+    # the planned stage-2 model (and Fig. 9's normal one) with the projector's label in the prompt
+    conditional_reasoning: bool = False
     description: str = ""
 
     def parent_stage(self, stage: str, chosen: Sequence[str]) -> str | None:
@@ -48,7 +51,7 @@ class RecipeInfo:
 
 RECIPE_INFO: dict[str, RecipeInfo] = {
     "tinyemo": RecipeInfo(
-        "tinyemo", ("pretrain", "finetune"),
+        "tinyemo", ("pretrain", "finetune"), conditional_reasoning=True,
         description="TinyEmo reasoning VLM: CLIP ViT (frozen) + mlp2x_gelu + LLM, LLaVA layout",
     ),
     "llava-emotic": RecipeInfo(

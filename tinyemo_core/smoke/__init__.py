@@ -182,8 +182,22 @@ def _backbone(entry: dict[str, Any], name: str, models: _Models) -> dict[str, An
 SMOKE_VALIDATION = {"reject_truncated": False, "require_question_mark": False, "refusal_patterns": []}
 
 
+# Random weights never write an end-of-text token: every answer runs to its length limit, the one cost that
+# grows with the profile's numbers (EmoVIT's 1,024-token GPT-4 answers). Smoke runs cap generated lengths.
+SMOKE_MAX_TOKENS = 16
+
+
+def _cap(block: dict[str, Any], key: str, default: int, where: str, plan: SmokePlan) -> dict[str, Any]:
+    written = int(block.get(key) or default)
+    if written <= SMOKE_MAX_TOKENS:
+        return block
+    plan.replaced.append({"field": f"{where}.{key}", "original": str(written),
+                          "stand_in": f"{SMOKE_MAX_TOKENS} (random weights never stop early)"})
+    return {**block, key: SMOKE_MAX_TOKENS}
+
+
 def _generation(gen: dict[str, Any], where: str, models: _Models) -> dict[str, Any]:
-    gen = dict(gen)
+    gen = _cap(dict(gen), "max_tokens", 64 if "captioner" in where else 256, where, models.plan)
     if "captioner" not in where:
         written = dict(gen.get("validation") or {})
         gen["validation"] = {**written, **SMOKE_VALIDATION}
@@ -210,6 +224,8 @@ def _reasoning(spec: dict[str, Any], where: str, models: _Models) -> dict[str, A
                 model[key] = str(models.folder_for(str(model[key]), f"{where}.model.{key}"))
         model["revision"] = None
     spec["model"] = model
+    spec["reason"] = _cap(dict(spec.get("reason") or {}), "max_new_tokens", 128, f"{where}.reason",
+                          models.plan)
     for stage in ("pretrain", "finetune", "normal"):
         block = spec.get(stage)
         if isinstance(block, dict) and isinstance(block.get("train"), dict) and isinstance(
@@ -303,6 +319,10 @@ def prepare(cfg: RunConfig, overrides: list[str], flow: str | None = None) -> Sm
     judged = profile.get("evaluate_generated")
     if isinstance(judged, dict) and "evaluate_generated" in parts:
         judged = _without_cuda(judged, ("load_in_4bit",), f"{where}.evaluate_generated", plan)
+        judged = _cap(judged, "max_tokens", 128, f"{where}.evaluate_generated", plan)
+        if isinstance(judged.get("clipscore"), dict):
+            judged = {**judged, "clipscore": _cap(judged["clipscore"], "max_tokens", 128,
+                                                  f"{where}.evaluate_generated.clipscore", plan)}
         if judged.get("model") not in (None, *RUN_MODELS) and not (
             str(judged["model"]).startswith(("/", ".", "~"))
         ):

@@ -173,3 +173,18 @@ def test_word_demo_is_deterministic_and_follows_word_geometry(tmp_path: Path) ->
                                     for f in files)
     with pytest.raises(ValueError, match="dims"):
         word_coefficients(vectors, dims=6, seed=0)
+
+
+def test_label_transfer_settings_are_checked_with_the_config() -> None:
+    from tinyemo_core.config import ConfigError, load_config
+
+    cfg = load_config(ROOT / "flows.yaml", "demo-label-transfer")
+    assert cfg.spec.label_transfer.calibration == "stacking"
+    assert load_config(ROOT / "flows.yaml", "paper").spec.label_transfer is None  # off for the paper profiles
+    for override, message in (("label_transfer.datasets=[nope]", "label_transfer.datasets.0: 'nope'"),
+                              ("label_transfer.folds=9", "label_transfer.folds: 9 folds need at least 18"),
+                              ("label_transfer.demo_words.dataset=demo_emoroi",
+                               "demo_words.dataset: 'demo_emoroi' is not a dataset of this profile"),
+                              ("label_transfer.calibration=always", "label_transfer.calibration")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(ROOT / "flows.yaml", "demo-label-transfer", [override])

@@ -202,6 +202,27 @@ def load_flows(path: Path, overrides: list[str] | None = None, profile: str = "d
         raise ConfigError(_format_errors(exc)) from None
 
 
+def _label_transfer_problems(spec: ProfileSpec, roles: dict[str, str], flows: FlowsFile, where: str
+                             ) -> list[str]:
+    """``label_transfer`` names datasets of the profile; its word demo writes an imagefolder dataset with
+    enough words for the folds (docs/experiments.md)."""
+    transfer, where = spec.label_transfer, f"{where}.label_transfer"
+    if transfer is None:
+        return []
+    out = [f"{where}.datasets.{i}: {name!r} is not a dataset of this profile (its datasets: "
+           f"{', '.join(roles)})" for i, name in enumerate(transfer.datasets) if name not in roles]
+    demo = transfer.demo_words
+    if demo is not None:
+        if demo.dataset not in roles:
+            out.append(f"{where}.demo_words.dataset: {demo.dataset!r} is not a dataset of this profile")
+        elif flows.datasets[demo.dataset].layout != "imagefolder":
+            out.append(f"{where}.demo_words.dataset: {demo.dataset} must have layout imagefolder")
+        if len(demo.words) < 2 * transfer.folds:
+            out.append(f"{where}.folds: {transfer.folds} folds need at least {2 * transfer.folds} words "
+                       f"(demo_words has {len(demo.words)}); lower folds or add words")
+    return out
+
+
 def load_config(
     path: Path | str = "flows.yaml", profile: str = "demo", overrides: list[str] | None = None
 ) -> RunConfig:
@@ -245,6 +266,7 @@ def load_config(
             elif name in roles:
                 problems.append(f"{where}.{role}.{i}: dataset {name!r} listed twice")
             roles[name] = role  # type: ignore[assignment]
+    problems += _label_transfer_problems(spec, roles, flows, where)
     if problems:
         raise ConfigError("invalid flows.yaml:\n  " + "\n  ".join(problems))
     datasets = {n: resolve_dataset(flows.datasets[n], base) for n in roles}

@@ -38,7 +38,7 @@ HOSTILE: dict[str, tuple[bool, str | None]] = {
     "too_long": (False, "too_long"),
     "usage_over_max": (False, "too_long"),
 }
-TIMEOUT_S = 1.0  # the client timeout the hostile test uses; a "timeout" answer sleeps longer
+TIMEOUT_S = 2.0  # the client timeout the hostile test uses; a "timeout" answer sleeps longer
 
 
 def _answer_for(messages: list[dict]) -> str:

@@ -15,7 +15,8 @@ from tinyemo_core.generate.bunny.convert import check_placed
 from tinyemo_core.tinymodels import FAMILIES, RELEASED, build_tiny, family_for, kept_facts, tiny_info
 
 ROOT = Path(__file__).resolve().parent.parent
-HF_FAMILIES = [f for f in FAMILIES if f not in ("openelm-270m", "openelm-450m", "openclip-vit-l-14")]
+#: families saved in transformers' format (open_clip families write an open_clip config; OpenELM: stand-in)
+HF_FAMILIES = [f for f in FAMILIES if not f.startswith(("openelm-", "openclip-"))]
 
 
 def _nested(flat: dict) -> dict:

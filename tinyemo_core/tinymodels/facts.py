@@ -55,6 +55,8 @@ WIDTH_DEPTH = frozenset(
         "heads",
         "mlp_ratio",
         "num_gqa_groups",
+        "ffn_dim",
+        "word_embed_proj_dim",
     }
 )
 

@@ -21,6 +21,7 @@ class JudgeRecipe:
     per_person: bool = False  # items are the EMOTIC persons of each image, not the images
     multilabel: bool = False  # answers name several categories (mAP) instead of one label (accuracy)
     likelihood_map: bool = False  # categories can also be ranked by the model's likelihood (model in process)
+    free_text: bool = False  # answers are free text (no label to read): judged by CLIPScore only
 
     @property
     def instruction(self) -> str:
@@ -32,8 +33,8 @@ JUDGE_RECIPES: dict[str, JudgeRecipe] = {
     "tinyemo": JudgeRecipe("tinyemo"),
     "emovit": JudgeRecipe("emovit"),
     "llava-emotic": JudgeRecipe("llava-emotic", per_person=True, multilabel=True, likelihood_map=True),
-    "llava": JudgeRecipe("llava"),
-    "reasoning": JudgeRecipe("reasoning"),
+    "llava": JudgeRecipe("llava", free_text=True),  # TinyEmo Table VI's LLaVA LoRA variants
+    "reasoning": JudgeRecipe("reasoning", free_text=True),
 }
 
 

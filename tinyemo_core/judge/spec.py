@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tinyemo_core.generate.spec import GenerationSpec, ValidationSpec
 from tinyemo_core.judge.prompts import REASONING_PROMPT
+from tinyemo_core.judge.recipes import judge_recipe
 
 #: Fields that change how answers are fetched, not which answers: left out of the evaluation fingerprint.
 TRANSPORT_FIELDS = frozenset(
@@ -80,9 +81,9 @@ class EvaluateGeneratedSpec(BaseModel):
 
     @model_validator(mode="after")
     def _something_to_judge(self) -> EvaluateGeneratedSpec:
-        if self.recipe == "llava" and self.accuracy:
-            raise ValueError("recipe llava (TinyEmo Table VI) writes free text: set accuracy: false and a "
-                             "clipscore: block")
+        if judge_recipe(self.recipe).free_text and self.accuracy:
+            raise ValueError(f"recipe {self.recipe} writes free text (no label to read): set accuracy: false "
+                             "and a clipscore: block")
         if not self.accuracy and self.clipscore is None:
             raise ValueError("accuracy: false leaves nothing to judge: add a clipscore: block")
         return self

@@ -182,7 +182,10 @@ def folder_files(folder: str | Path) -> list[Path]:
     """Every file of a model folder that is part of the model: hidden files and folders (``.cache/``,
     ``.git/``, editor droppings) are not."""
     root = Path(folder)
-    hidden = lambda p: any(s.startswith(".") for s in p.relative_to(root).parts)  # noqa: E731
+
+    def hidden(path: Path) -> bool:
+        return any(part.startswith(".") for part in path.relative_to(root).parts)
+
     return sorted(p for p in root.rglob("*") if p.is_file() and not hidden(p))
 
 

@@ -170,6 +170,10 @@ def test_flows_that_need_pixels_refuse_in_one_line(sources, prefect_harness) -> 
     lines = [line for line in other.output.splitlines() if line.strip()]
     assert other.exit_code == 2 and len(lines) == 1, other.output
     assert "has features of encoder 'clip-vit-l-14' only" in lines[0]
+    # through the CLI (its preflight included) the features-only profile runs: no image root, no encoder
+    ok = CliRunner().invoke(app, ["run", "evaluate", "--config", str(sources["config"]), "--profile",
+                                  "featonly"])
+    assert ok.exit_code == 0, ok.output
 
 
 def test_readme_import_features_example_runs_as_written(tmp_path: Path, prefect_harness) -> None:

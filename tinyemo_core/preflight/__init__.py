@@ -263,7 +263,8 @@ def check_store(cfg: RunConfig, smoke: bool) -> list[Finding]:
 def estimate_stores(cfg: RunConfig, parts: frozenset[str], specs: dict[str, DatasetSpec]) -> dict[str, float]:
     """Bytes the run may write, by store (see :mod:`tinyemo_core.preflight.resources`)."""
     out: dict[str, float] = {}
-    n_images = sum(resources.count_images(Path(s.root), s.layout) for s in specs.values())
+    n_images = sum(resources.count_images(Path(s.root), s.layout) for s in specs.values()
+                   if not s.features_only)  # features-only datasets extract nothing
     enc = cfg.encoder
     if "encoder" in parts:
         arch = _encoder_arch(cfg)

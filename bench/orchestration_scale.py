@@ -36,7 +36,8 @@ def _env(home: Path) -> dict[str, str]:
                TRANSFORMERS_OFFLINE="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                # one intra-op thread: on a small shared machine torch's spinning threads make a one-image
                # forward of the tiny encoder ~30x slower (measured 390 vs 11 ms per one-image shard)
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="600")  # busy machines start it slowly
     return env
 
 

@@ -53,8 +53,6 @@ def calibrate_profile_run_task(key: str, **kwargs: Any) -> dict:
 @recorded
 def report_task(key: str, jobs: list[dict], inputs: dict[str, dict], which: str, settings: dict,
                 out_dir: Path) -> dict:
-    if (done := stage.read_report(out_dir)) is not None:
-        return done
     rows = []
     for job in jobs:
         data = inputs[job["dataset"]]
@@ -144,7 +142,7 @@ def label_transfer(config: str = "flows.yaml", profile: str = "demo", overrides:
     which = cfg.spec.evaluation.checkpoint
     plan = stage.plan_report(cfg.storage_root, {"jobs": jobs, "details": details, "which": which,
                                                 "labels": label_desc["fingerprint"], "settings": settings})
-    desc = up_to_date(plan, lambda p: stage.read_report(p.path), report_task, scope=cfg.storage_root,
+    desc = up_to_date(plan, stage.read_report, report_task, scope=cfg.storage_root,
                       jobs=jobs, inputs=inputs, which=which, settings=settings, out_dir=plan.path)
     publish(desc)
     return {**desc, "profile_run": profile_run}

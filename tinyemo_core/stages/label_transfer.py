@@ -28,15 +28,15 @@ from tinyemo_core.projector.spec import TrainingSpec
 from tinyemo_core.projector.transfer_spec import LabelTransferSpec
 from tinyemo_core.provenance import current
 from tinyemo_core.stages.assemble import label_ids, load_split
-from tinyemo_core.store.atomic import read_json, write_atomic, write_json
-from tinyemo_core.store.experiments import experiment_dir
+from tinyemo_core.store.atomic import write_atomic, write_json
+from tinyemo_core.store.experiments import LABEL_TRANSFER as REPORT_JSON
+from tinyemo_core.store.experiments import LABEL_TRANSFER_MD as REPORT_MD
+from tinyemo_core.store.experiments import ExperimentStore
 from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.kind import write_provenance
 from tinyemo_core.store.labels import read_label_table
 from tinyemo_core.store.plan import StorePlan
 from tinyemo_core.store.runs import plan_run, read_metrics, run_complete, run_summary
-
-REPORT_JSON, REPORT_MD = "label_transfer.json", "label_transfer.md"
 
 
 @dataclass(frozen=True)
@@ -322,11 +322,9 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], settings: dict[str, 
 
 def plan_report(storage_root: Path, inputs: dict[str, Any]) -> StorePlan:
     """``experiments/label-transfer-<fingerprint of inputs>/``, complete once its JSON is written."""
-    path = experiment_dir(storage_root, "label-transfer", inputs)
-    return StorePlan(path.name.rsplit("-", 1)[-1], path, (path / REPORT_JSON).exists())
+    return ExperimentStore(storage_root).plan("label-transfer", inputs)
 
 
-def read_report(out_dir: Path) -> dict[str, Any] | None:
-    data = read_json(Path(out_dir) / REPORT_JSON)
-    return None if data is None else {"out_dir": str(out_dir), "markdown": str(Path(out_dir) / REPORT_MD),
-                                      "computed": False, **data}
+def read_report(plan: StorePlan) -> dict[str, Any] | None:
+    """The finished report's descriptor (what :func:`write_report` returns), or None."""
+    return ExperimentStore(plan.path.parent.parent).read_label_transfer(plan)

@@ -1,6 +1,7 @@
 """Experiment tables: ``experiments/<name>-<fingerprint of inputs>/`` (Table III ablation, Table IV grid,
 Table VII re-grounding). The same inputs land in the same folder; the JSON written last marks it complete
-(``table.json`` for the ablation and the grid, ``regrounding.json`` for re-grounding)."""
+(``table.json`` for the ablation and the grid, ``regrounding.json`` for re-grounding, ``label_transfer.json``
+for the generalized zero-shot report)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ TABLE_MD = "table.md"
 REGROUNDING = "regrounding.json"
 REGROUNDING_MD = "regrounding.md"
 PREDICTIONS = "predictions.parquet"
+LABEL_TRANSFER = "label_transfer.json"
+LABEL_TRANSFER_MD = "label_transfer.md"
 
 
 def experiment_dir(storage_root: Path, name: str, *inputs: Any) -> Path:
@@ -38,7 +41,7 @@ class ExperimentStore(StoreKind):
 
     kind = "experiment"
     folder = "experiments"
-    markers = (TABLE, REGROUNDING)
+    markers = (TABLE, REGROUNDING, LABEL_TRANSFER)
 
     def plan(self, name: str, *inputs: Any) -> StorePlan:  # type: ignore[override]
         path = experiment_dir(self.storage_root, name, *inputs)
@@ -58,6 +61,14 @@ class ExperimentStore(StoreKind):
             return None
         return {"markdown": str(plan.path / TABLE_MD), "json": str(plan.path / TABLE), "computed": False}
 
+    def read_label_transfer(self, plan: StorePlan) -> dict | None:
+        """A finished label-transfer report (what ``stages.label_transfer.write_report`` returns), or None."""
+        data = read_json(plan.path / LABEL_TRANSFER)
+        if data is None:
+            return None
+        return {"out_dir": str(plan.path), "markdown": str(plan.path / LABEL_TRANSFER_MD), "computed": False,
+                **data}
+
     @staticmethod
     def markdown_path(path: Path) -> Path:
         """The folder's Markdown table (``regrounding.md`` or ``table.md``)."""
@@ -70,5 +81,7 @@ class ExperimentStore(StoreKind):
 
     def entries(self):
         for path in subdirs(self.root):
-            meta = read_json(path / TABLE) or read_json(path / REGROUNDING)
+            meta = next((m for name in self.markers if (m := read_json(path / name)) is not None), None)
+            if meta is not None and isinstance(meta.get("rows"), list):  # table / label-transfer: row dicts
+                meta = {**meta, "rows": len(meta["rows"])}
             yield entry(self.kind, path.name, path, meta, path.name.rsplit("-", 1)[-1])

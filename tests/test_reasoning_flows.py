@@ -37,6 +37,37 @@ def _patch_store(config: Path) -> None:
     store.commit(shards)
 
 
+def _reason_cli_against_two_servers(config: Path, model: Path, images: list[Path]) -> None:
+    """`tinyemo reason --reasoner` with the reasoner served over HTTP (docs/generation.md "served route"):
+    the project's serve-generator (uvicorn) serving the trained folder, and a second-stack aiohttp server;
+    a warm rerun sends no chat completion."""
+    from openai_servers import AiohttpOpenAI, serve_generator_thread
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    other = AiohttpOpenAI()
+    try:
+        with serve_generator_thread(model, "reasoner") as (url, count):
+            for base, served, sent in ((url, "reasoner", count), (other.url, other.model_id,
+                                                                  lambda: other.chat_completions)):
+                args = ["reason", *map(str, images), "--config", str(config), "--json",
+                        "--reasoner", str(model), "--set", "reasoning.reason.backend=openai",
+                        "--set", f"reasoning.reason.base_url={base}",
+                        "--set", f"reasoning.reason.served_model={served}"]
+                before = sent()
+                out = CliRunner().invoke(app, args)
+                assert out.exit_code == 0, out.output
+                assert len(json.loads(out.output[out.output.index("{"):])["rows"]) == 2
+                first = sent() - before
+                assert first >= 2
+                again = CliRunner().invoke(app, args)
+                assert again.exit_code == 0, again.output
+                assert sent() - before == first  # warm: nothing sent
+    finally:
+        other.close()
+
+
 def test_full_pipeline_then_warm_rerun_and_reason_cli(tmp_path: Path, prefect_harness) -> None:
     from conftest import write_small_config
     from typer.testing import CliRunner
@@ -71,6 +102,7 @@ def test_full_pipeline_then_warm_rerun_and_reason_cli(tmp_path: Path, prefect_ha
     assert out.exit_code == 0, out.output
     rows = json.loads(out.output[out.output.index("{"):])["rows"]
     assert len(rows) == 2 and all(r["projector_label"] for r in rows)
+    _reason_cli_against_two_servers(config, model, images)
     # reasoning.patch_encoder: a complete patch-token store for the exports' dataset feeds training instead
     # of the live ViT (default on when complete); it is part of each stage's fingerprint
     _patch_store(config)

@@ -24,6 +24,10 @@ def enter_smoke(stack: contextlib.ExitStack, cfg: RunConfig, flow: str,
         from tinyemo_core.generate.server import launch_server
 
         for server in plan.servers:
-            stack.enter_context(
-                launch_server(server.folder, served_name=server.served_name, port=server.port))
+            try:
+                stack.enter_context(launch_server(server.folder, served_name=server.served_name,
+                                                  port=server.port, startup_timeout_s=600))
+            except (RuntimeError, TimeoutError) as exc:
+                raise fail(f"smoke run: the tiny server standing in for {server.served_name!r} did not "
+                           f"start ({exc})") from None
     return load(plan.config_path, cfg.profile, []), []

@@ -92,8 +92,8 @@ def test_pad_option_from_spec_changes_only_its_own_fingerprint() -> None:
         server.shutdown()
     assert plain[1] is None and padded[1] == FILL and other[1] == (0, 0, 0)
     assert len({plain[0], padded[0], other[0]}) == 3
-    # unchanged formula when off, so caches written before the option existed stay valid
-    import hashlib
+    # off adds no key: the identity is exactly the served model's (tinyemo_core.identity.served_identity)
+    from tinyemo_core.identity import hash_json, served_identity
 
-    ident = {"backend": "openai", "model": "bunny", "revision": None, "served": "/models/bunny-llava"}
-    assert plain[0] == hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    ident = served_identity(url, "bunny", None, {"root": "/models/bunny-llava"})
+    assert "pad_to_square" not in ident and plain[0] == hash_json(ident)[:16]

@@ -294,7 +294,7 @@ def full_pipeline(
 
     report = build_dataset(config, profile, overrides)
     trained = finetune_reasoning(config, profile, overrides)
-    if trained.get("recipe", "tinyemo") != "tinyemo":  # conditional reasoning is TinyEmo's (§III-C); the
+    if not recipe_info(trained.get("recipe", "tinyemo")).conditional_reasoning:  # TinyEmo's (§III-C); the
         # other recipes are judged by evaluate-generated (docs/judging.md)
         get_run_logger().info("recipe %s: no conditional reasoning step", trained.get("recipe"))
         return {**report, "finetune": trained, "reason": None}

@@ -93,6 +93,7 @@ def _ratio(a: float, b: float) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mixup-weight", type=float, default=1.0)
+    parser.add_argument("--mixup-alpha", type=float, default=1.0)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -103,7 +104,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
         config = write_scaled_demo(ROOT / "flows.yaml", Path(tmp))
         base = run(config, [])
-        mixup = run(config, [f"training.word_mixup={{weight: {args.mixup_weight}}}"])
+        setting = f"{{weight: {args.mixup_weight}, alpha: {args.mixup_alpha}}}"
+        mixup = run(config, [f"training.word_mixup={setting}"])
         probed = probe(config)
     for label, res in (("contrastive (profile as is)", base), ("+ word mixup", mixup)):
         print(f"## {label}\n\n{res['markdown']}")
@@ -112,7 +114,9 @@ def main() -> None:
     out = {
         "profile": PROFILE,
         "probe": {k: round(v, 3) if isinstance(v, float) else v for k, v in probed.items()},
-        "base": {"cold_seconds": base["seconds"], **b}, "word_mixup": {"seconds": mixup["seconds"], **m},
+        "base": {"cold_seconds": base["seconds"], **b},
+        "word_mixup": {"weight": args.mixup_weight, "alpha": args.mixup_alpha, "seconds": mixup["seconds"],
+                       **m},
         "ratios": {"base_h_cal_over_uncal": _ratio(b["calibrated"]["h"], b["uncalibrated"]["h"]),
                    "base_h_cal_over_control": _ratio(b["calibrated"]["h"], b["control"]["h"]),
                    "mixup_h_cal_over_control": _ratio(m["calibrated"]["h"], m["control"]["h"]),

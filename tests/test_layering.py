@@ -9,8 +9,9 @@ An AST walk (nothing is imported) reads every ``import`` / ``from ... import`` o
 3. No import cycle between ``tinyemo_core``'s packages (``data``, ``store``, ``encoders``, ``generate``, ...)
    and its top-level modules (``config``, ``registry``, ``identity``, ...), function-level imports included.
 4. No ``try: import <project module> except ImportError``: the project's own modules are always there.
-5. A function-level import of a project module is there only to defer a heavy optional dependency (torch,
-   transformers, open_clip, faiss, ...): the imported module must pull one in at import time.
+5. A function-level import of a project module (either tree) is there only to defer a heavy dependency
+   (torch, transformers, open_clip, faiss, Prefect, ...): the imported module must pull one in at import
+   time. :data:`DEFERRED_ON_PURPOSE` lists the exceptions, each with its reason.
 """
 
 from __future__ import annotations

@@ -65,12 +65,12 @@ def plan_folds(dataset: str, words: list[str], spec: LabelTransferSpec) -> list[
     for k, group in enumerate(np.array_split(np.array(order, dtype=object), spec.folds)):
         unseen = tuple(sorted(group.tolist()))
         seen = tuple(w for w in words if w not in unseen)
-        count = spec.pseudo_unseen or max(2, round(len(seen) * len(unseen) / len(words)))
-        if count > len(seen) - 2:
-            raise ValueError(f"label_transfer.pseudo_unseen: {count} of {len(seen)} seen classes of "
-                             f"{dataset} leaves fewer than 2 to train the pseudo run on; lower it")
         pseudo = ()
         if spec.calibration == "stacking":
+            count = spec.pseudo_unseen or max(2, round(len(seen) * len(unseen) / len(words)))
+            if count > len(seen) - 2:
+                raise ValueError(f"label_transfer.pseudo_unseen: {count} of {len(seen)} seen classes of "
+                                 f"{dataset} leaves fewer than 2 to train the pseudo run on; lower it")
             rng = np.random.default_rng([spec.seed, k, 1])
             pseudo = tuple(tuple(sorted(rng.choice(seen, count, replace=False).tolist()))
                            for _ in range(spec.pseudo_splits))
@@ -187,6 +187,9 @@ def calibrate(name: str, spec: DatasetSpec, manifest: str, store: FeatureStore, 
         pseudo_seen = tuple(w for w in words if w not in held_out)
         f_u, l_u = _rows(name, manifest, store, ("train", "val"), held_out)
         f_s, l_s = _rows(name, manifest, store, ("val",), pseudo_seen)
+        if not l_u:
+            raise ValueError(f"dataset {name}: the pseudo-unseen classes {list(held_out)} have no train or "
+                             "val rows to choose the margin on")
         if not l_s:  # no validation split: the pseudo-seen classes' test rows would be test data; refuse
             raise ValueError(f"dataset {name} has no val rows for the pseudo-seen classes; calibration needs "
                              "a val split (set datasets.{name}.val_fraction > 0)")

@@ -122,11 +122,19 @@ def _print_result(result: dict) -> None:
         return
     summary = result.get("summary") or {}
     if summary.get("datasets"):
-        table = Table(title="Accuracy per dataset (own label set, exact match)")
-        for col in ("dataset", "role", "n", "accuracy"):
+        rows = summary["datasets"]
+        # the scores the summary has (TinyEmo Table VI judges free text: CLIP-S / RefCLIP-S, no accuracy)
+        scores = [k for k in ("accuracy", "clip_score", "ref_clip_score")
+                  if any(k in d for d in rows.values())]
+        title = ("Accuracy per dataset (own label set, exact match)" if "accuracy" in scores
+                 else "Scores per dataset (x100)")
+        table = Table(title=title)
+        for col in ("dataset", "role", "n", *scores):
             table.add_column(col)
-        for name, d in summary["datasets"].items():
-            table.add_row(name, str(d.get("role")), str(d.get("n")), f"{100 * d.get('accuracy', 0):.2f}%")
+        for name, d in rows.items():
+            cells = [f"{100 * d[k]:.2f}" + ("%" if k == "accuracy" else "") if d.get(k) is not None else "-"
+                     for k in scores]
+            table.add_row(name, str(d.get("role")), str(d.get("n")), *cells)
         console.print(table)
         for key in ("held_in_mean", "zero_shot_mean", "total"):
             if summary.get(key) is not None:

@@ -2,7 +2,8 @@
 
 - ``tinyemo``: TinyEmo Appendix A-B EmoReason instruction with ``Labels: [<the dataset's labels>]``.
 - ``emovit``: EmoVIT's categorical question (Fig. 10); the two instruction-sensitivity phrasings of EmoVIT
-  §4.3.2 are given verbatim as ``instructions:`` in flows.yaml (the paper-emovit profile).
+  §4.3.2 (:data:`EMOVIT_SENSITIVITY_INSTRUCTIONS`, verbatim with the class list substituted) are given as
+  ``instructions:`` in flows.yaml (the paper-emovit profile) and by the test configs.
 - ``llava-emotic``: the person-in-the-red-box question (LLaVA on EMOTIC poster); the wording is ours.
 - ``reasoning``: TinyEmo Table VI's "What does this image make you feel?" (CLIPScore / RefCLIPScore).
 
@@ -17,6 +18,15 @@ from collections.abc import Sequence
 from tinyemo_core.data.emotic_persons import PERSON_PROMPT
 from tinyemo_core.generate import prompts as P
 from tinyemo_core.generate.affection_export import REASONING_PROMPT  # TinyEmo Table VI
+
+# EmoVIT §4.3.2, the two semantically similar instructions (``cls_1, cls_2, ...`` -> {options}).
+EMOVIT_SENSITIVITY_INSTRUCTIONS: tuple[str, ...] = (
+    "From the given options: {options}, identify the emotion that most accurately reflects the image. Ensure "
+    "your selection is confined to the listed options. Respond in the format: Predicted emotion:",
+    "Please choose the emotion that best corresponds to the image from the following options: {options}. "
+    "(Do not provide answers beyond the provided candidates.) Please reply in the following format: "
+    "Predict emotion:",
+)
 
 EMOTIC_PERSON_PROMPT = PERSON_PROMPT  # the export's emotions_vad question
 

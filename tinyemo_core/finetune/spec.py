@@ -49,6 +49,9 @@ class TrainArgs(BaseModel):
     save_total_limit: int = Field(2, ge=1)
     logging_steps: int = Field(1, ge=1)
     seed: int = 0
+    # torch intra-op threads while training (None: torch's default). 1 for tiny models on a shared CPU: their
+    # ops are too small to split, and 2 spinning threads on busy cores cost ~10x the CPU per step (measured)
+    cpu_threads: int | None = Field(None, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA with bf16, else fp32
     gradient_checkpointing: bool = False
     lora: LoraSpec | None = None

@@ -318,8 +318,13 @@ def train_model(
     trainer.remove_callback(PrinterCallback)  # progress goes through on_progress, not stdout
     hf_logging.disable_progress_bar()
     resume = latest_checkpoint(output_dir)
-    start = time.perf_counter()
-    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    start, threads = time.perf_counter(), torch.get_num_threads()
+    if args.cpu_threads is not None:
+        torch.set_num_threads(args.cpu_threads)
+    try:
+        out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     trainer.accelerator.wait_for_everyone()
     if not trainer.is_world_process_zero():  # under `accelerate launch` (DDP) only rank 0 writes the outputs

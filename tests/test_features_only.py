@@ -136,13 +136,15 @@ def test_three_sources_train_and_evaluate_without_images(sources, prefect_harnes
     assert [p["image"] for p in preds] == [f"mine.npy[{i}]" for i in range(6)]
     assert sum(p["labels"][0] == w for p, w in zip(preds, EKMAN, strict=True)) >= 4
     # the neuron atlas (ids and labels, no image grids), neuron ablation and re-grounding work on it
-    from pipelines.flows.experiments import reground_labels
+    from pipelines.flows.experiments import dataset_ablation, reground_labels
     from pipelines.flows.interpret import neuron_ablation, neuron_atlas
 
     atlas = neuron_atlas(config=str(sources["config"]), profile="featonly")
     assert atlas["rows"] > 0 and atlas["grids"] == [] and atlas["selective"]
     ablation = neuron_ablation(config=str(sources["config"]), profile="featonly")
     assert ablation["baseline_accuracy"] > 0.5
+    table3 = dataset_ablation(config=str(sources["config"]), profile="featonly")  # Table III grid
+    assert Path(table3["markdown"]).exists()
     reground = reground_labels(config=str(sources["config"]), profile="featonly",
                                variants={"joy→cheerful": {"texts": {"joy": "cheerful and content"}}})
     assert Path(reground["markdown"]).exists()

@@ -3,6 +3,10 @@
 Every flow brings its inputs up to date the same way, :func:`pipelines.runtime.caching.up_to_date`: the
 stage's plan says complete -> its store kind reads the descriptor back and no task runs; incomplete -> the
 stage's cached task, refreshed. Flows differ only in where they stop.
+
+Artifacts report what a run did: a stage that computed something publishes its table/report; a complete
+store read back publishes nothing (the artifact's key keeps the version of the run that computed it, so the
+Prefect UI still shows it), which keeps a warm rerun to one flow run and a plan per stage.
 """
 
 from __future__ import annotations
@@ -84,7 +88,9 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
         }
         for n, d in out.items()
     ]
-    create_table_artifact(rows, key="ingest", description="Manifests: rows and quarantine counts per dataset")
+    if any(d["computed"] for d in out.values()):  # artifacts report what a run did (see module docstring)
+        create_table_artifact(rows, key="ingest",
+                              description="Manifests: rows and quarantine counts per dataset")
     bad = [
         {"dataset": n, "reason": q["reason"], "count": q["count"], "examples": ", ".join(q["examples"])}
         for n, d in out.items()
@@ -94,7 +100,8 @@ def ensure_manifests(cfg: RunConfig) -> dict[str, dict]:
         get_run_logger().warning(
             "quarantined images: %s", "; ".join(f"{q['dataset']}: {q['count']} x {q['reason']}" for q in bad)
         )
-        create_table_artifact(bad, key="quarantine", description="Quarantined images by reason")
+        if any(d["computed"] for d in out.values()):
+            create_table_artifact(bad, key="quarantine", description="Quarantined images by reason")
     return out
 
 
@@ -255,19 +262,20 @@ def ensure_labels(cfg: RunConfig, manifests: dict[str, dict]) -> dict:
         pairs=pairs,
         storage_root=cfg.storage_root,
     )
-    create_table_artifact(
-        [
-            {
-                "backbone": cfg.backbone_name,
-                "texts": len(pairs),
-                "dim": desc.get("dim"),
-                "index": str(desc.get("index", {}).get("type", "")),
-                "new": desc["computed"],
-            }
-        ],
-        key="embed-labels",
-        description="Label embeddings",
-    )
+    if desc["computed"]:
+        create_table_artifact(
+            [
+                {
+                    "backbone": cfg.backbone_name,
+                    "texts": len(pairs),
+                    "dim": desc.get("dim"),
+                    "index": str(desc.get("index", {}).get("type", "")),
+                    "new": desc["computed"],
+                }
+            ],
+            key="embed-labels",
+            description="Label embeddings",
+        )
     if cfg.spec.vocabulary_table:
         vocab = up_to_date(
             store.plan_vocabulary(cfg.backbone_name, bb_fp),
@@ -316,11 +324,12 @@ def ensure_training(cfg: RunConfig, manifests: dict, stores: dict, label_desc: d
         on_epoch=on_epoch,
         memory_cap_mb=cfg.spec.memory_cap_mb,
     )
-    create_table_artifact(
-        [{k: v for k, v in desc.items() if isinstance(v, int | float | str)}],
-        key="train-projector",
-        description="Projector training",
-    )
+    if desc["computed"]:
+        create_table_artifact(
+            [{k: v for k, v in desc.items() if isinstance(v, int | float | str)}],
+            key="train-projector",
+            description="Projector training",
+        )
     return desc
 
 
@@ -355,7 +364,8 @@ def ensure_evaluation(
         tsne=cfg.spec.evaluation.tsne,
         memory_cap_mb=cfg.spec.memory_cap_mb,
     )
-    publish_report(desc)
+    if desc["computed"]:
+        publish_report(desc)
     return desc
 
 

@@ -132,8 +132,10 @@ def check_flow(cfg, flow: str) -> None:
     """Refuse (one line, :class:`NeedsImages`) a flow that needs the pixels of a features-only dataset, or
     features of an encoder its source did not use."""
     if flow != "import-features":
+        grid = cfg.spec.grid.encoders if flow == "encoder-backbone-grid" and cfg.spec.grid else []
         for name, spec in cfg.datasets.items():
-            check_encoder(name, spec, cfg.encoder_name)
+            for encoder in dict.fromkeys([cfg.encoder_name, *grid]):
+                check_encoder(name, spec, encoder)
     if flow in PIXEL_FLOWS:
         what, datasets_of = PIXEL_FLOWS[flow]
         refuse_features_only(cfg.datasets, datasets_of(cfg), f"{flow} ({what})")

@@ -148,8 +148,34 @@ def _print_result(result: dict) -> None:
             f"Conditional reasoning: {reasoned.get('agree')}/{reasoned.get('images')} answers agree "
             f"with the projector; samples: [bold]{Path(reasoned['path']) / 'samples.md'}[/bold]"
         )
+        _print_second_half(summary, reasoned, result.get("evaluate_generated"))
     elif not summary:
         console.print_json(json.dumps(result, default=str))
+
+
+def _print_second_half(summary: dict, reasoned: dict, judged: dict | None) -> None:
+    """The end of full-pipeline (``make demo``): on the reasoning dataset's test split, the projector's
+    accuracy, how often conditional reasoning names the projector's label, and the accuracy of the trained
+    model's answers written without the label (evaluate-generated), with chance."""
+    name, n = reasoned.get("name"), reasoned.get("images") or 0
+    projector = (summary.get("datasets") or {}).get(name) or {}
+    lines = []
+    if projector.get("accuracy") is not None:
+        lines.append(f"projector accuracy                        {100 * projector['accuracy']:5.1f} %")
+    if n:
+        lines.append(f"conditional reasoning agrees with it      {100 * reasoned.get('agree', 0) / n:5.1f} %"
+                     f"  ({reasoned.get('agree')}/{n}; {reasoned.get('parsed')} with a Predicted Label)")
+    found = Path(judged["report_dir"]) / "report.json" if judged and judged.get("report_dir") else None
+    report = json.loads(found.read_text()) if found is not None and found.exists() else {}
+    d = (report.get("summary", {}).get("datasets") or {}).get(name)
+    labels = (report.get("datasets") or {}).get(name, {}).get("candidates") or []
+    if d and labels:
+        lines.append(f"answers without the label (trained model) {100 * d['accuracy']:5.1f} %  (n={d['n']}; "
+                     f"chance {100 / len(labels):.1f} % = 1 of {len(labels)} labels)")
+    if lines:
+        console.print(f"[bold]Second half on {name} test ({n} images)[/bold]")
+        for line in lines:
+            console.print("  " + line)
 
 
 @app.command("flows")

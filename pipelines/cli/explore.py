@@ -67,7 +67,7 @@ def similar(
         for r in res["results"]
     ]
     print_rows(rows, title=f"Nearest to {res['kind']} {query}", as_json=as_json)
-    if not as_json:
+    if not as_json and res.get("grid"):  # no grid for a features-only dataset
         console.print(f"grid: [bold]{res['grid']}[/bold]")
 
 

@@ -202,13 +202,13 @@ def explore_similar(cfg: RunConfig, run_dir: Path, dataset: str, query: str, *, 
         r = rows[i]
         results.append({"rank": rank, "image_id": r["image_id"], "label": r["label"], "path": r["path"],
                         "row": i, **{n: float(v) for n, v in scores_from_cosine(c).items()}})
-    root = Path(src.spec.root)
     shown = Path(query).name if qkind == "image" else query
-    grid = image_grid([root / r["path"] for r in results],
-                      [f"{r['label']}\n{r['distance']:.2f}" for r in results],
-                      out / "similar.png", f"nearest to {qkind} {shown}")
+    grid = None if src.spec.features_only else image_grid(  # features only: ids and labels, no grid
+        [Path(src.spec.root) / r["path"] for r in results],
+        [f"{r['label']}\n{r['distance']:.2f}" for r in results], out / "similar.png",
+        f"nearest to {qkind} {shown}")
     payload = {"query": query, "kind": qkind, "dataset": dataset, "run": Path(run_dir).name, "k": k,
-               "results": results, "grid": str(grid), "out_dir": str(out)}
+               "results": results, "grid": None if grid is None else str(grid), "out_dir": str(out)}
     write_json(out / SIMILAR, payload)
     return {**payload, "computed": True}
 

@@ -104,9 +104,10 @@ def bias_report(cfg: RunConfig, run_dir: Path, spec: InterpretSpec | None = None
             return name
 
         if similar is not None:
-            md += [f"## 1. Retrieval: {spec.k} nearest to {similar['kind']} `{spec.query}`", "",
-                   f"![retrieval]({keep(similar['grid'], 'retrieval.png')})", "",
-                   "| rank | image | label | cosine distance |", "|---|---|---|---|"]
+            md += [f"## 1. Retrieval: {spec.k} nearest to {similar['kind']} `{spec.query}`", ""]
+            if similar.get("grid"):  # none for a features-only dataset (no images)
+                md += [f"![retrieval]({keep(similar['grid'], 'retrieval.png')})", ""]
+            md += ["| rank | image | label | cosine distance |", "|---|---|---|---|"]
             md += [f"| {r['rank']} | {r['image_id'][:12]} | {r['label']} | {r['distance']:.3f} |"
                    for r in similar["results"]]
             md.append("")

@@ -73,7 +73,7 @@ class AiohttpOpenAI:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        if not self._ready.wait(30):
+        if not self._ready.wait(120):
             raise RuntimeError("aiohttp test server did not start")
 
     @property
@@ -187,7 +187,7 @@ def serve_generator_thread(model_dir: Path, served_name: str = "tiny"):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # shared CPUs: model load + startup can be slow
     while not server.started:
         if time.monotonic() > deadline:
             raise TimeoutError("uvicorn did not start")

@@ -89,7 +89,8 @@ def test_full_pipeline_then_warm_rerun_and_reason_cli(tmp_path: Path, prefect_ha
     from pipelines.runtime.caching import stage_bodies
 
     ran = dict(stage_bodies)
-    assert {"ingest_task", "train_task", "instructions_task", "finetune_stage_task", "reason_task"} <= set(ran)
+    bodies = {"ingest_task", "train_task", "instructions_task", "finetune_stage_task", "reason_task"}
+    assert bodies <= set(ran)
     before = _mtimes(storage)
     again = full_pipeline(config=str(config), profile="demo")
     assert dict(stage_bodies) == ran, {k: v - ran.get(k, 0) for k, v in stage_bodies.items()}

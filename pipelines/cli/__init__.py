@@ -165,8 +165,9 @@ def _print_second_half(summary: dict, reasoned: dict, judged: dict | None) -> No
     if n:
         lines.append(f"conditional reasoning agrees with it      {100 * reasoned.get('agree', 0) / n:5.1f} %"
                      f"  ({reasoned.get('agree')}/{n}; {reasoned.get('parsed')} with a Predicted Label)")
-    found = Path(judged["report_dir"]) / "report.json" if judged and judged.get("report_dir") else None
-    report = json.loads(found.read_text()) if found is not None and found.exists() else {}
+    from tinyemo_core.store.evaluations import read_report
+
+    report = (read_report(Path(judged["report_dir"])) if judged and judged.get("report_dir") else None) or {}
     d = (report.get("summary", {}).get("datasets") or {}).get(name)
     labels = (report.get("datasets") or {}).get(name, {}).get("candidates") or []
     if d and labels:

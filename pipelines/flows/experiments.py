@@ -2,7 +2,8 @@
 (Table IV) and re-grounding a trained projector with other label texts (Table VII).
 
 They reuse every cached store: manifests, features and label tables are computed once by content fingerprint
-(``pipelines.flows.steps.ensure_*``); only the projectors (a few seconds each on the demo) are trained per row.
+(``pipelines.flows.steps.ensure_*``); only the projectors (a few seconds each on the demo) are trained per
+row.
 """
 
 from __future__ import annotations

@@ -165,11 +165,12 @@ def _print_second_half(summary: dict, reasoned: dict, judged: dict | None) -> No
     if n:
         lines.append(f"conditional reasoning agrees with it      {100 * reasoned.get('agree', 0) / n:5.1f} %"
                      f"  ({reasoned.get('agree')}/{n}; {reasoned.get('parsed')} with a Predicted Label)")
+    from tinyemo_core.judge.metrics import NONE_COLUMN
     from tinyemo_core.store.evaluations import read_report
 
     report = (read_report(Path(judged["report_dir"])) if judged and judged.get("report_dir") else None) or {}
     d = (report.get("summary", {}).get("datasets") or {}).get(name)
-    labels = (report.get("datasets") or {}).get(name, {}).get("candidates") or []
+    labels = [c for c in (d or {}).get("confusion_columns", []) if c != NONE_COLUMN]  # the offered labels
     if d and labels:
         lines.append(f"answers without the label (trained model) {100 * d['accuracy']:5.1f} %  (n={d['n']}; "
                      f"chance {100 / len(labels):.1f} % = 1 of {len(labels)} labels)")

@@ -143,7 +143,8 @@ def test_three_sources_train_and_evaluate_without_images(sources, prefect_harnes
     assert atlas["rows"] > 0 and atlas["grids"] == [] and atlas["selective"]
     ablation = neuron_ablation(config=str(sources["config"]), profile="featonly")
     assert ablation["baseline_accuracy"] > 0.5
-    table3 = dataset_ablation(config=str(sources["config"]), profile="featonly")  # Table III grid
+    table3 = dataset_ablation(config=str(sources["config"]), profile="featonly",  # Table III grid, one row
+                              datasets=["e6_feat"])
     assert Path(table3["markdown"]).exists()
     reground = reground_labels(config=str(sources["config"]), profile="featonly",
                                variants={"joy→cheerful": {"texts": {"joy": "cheerful and content"}}})

@@ -28,7 +28,7 @@ from tinyemo_core.smoke.datasets import LAYOUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 # slow: one module fixture runs every chain (about 3 min of 2 cores when the machine is otherwise idle)
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 # profile -> the flows run on its smoke store, in order (later ones reuse the earlier ones' stores)
 CHAINS: dict[str, list[str]] = {
@@ -40,6 +40,13 @@ CHAINS: dict[str, list[str]] = {
 }
 
 
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run_chain(profile: str, flows: list[str], storage: Path, env: dict[str, str]) -> list[dict]:
     out = []
     for flow in flows:
@@ -47,7 +54,7 @@ def _run_chain(profile: str, flows: list[str], storage: Path, env: dict[str, str
         done = subprocess.run(
             [sys.executable, "-m", "pipelines.cli", "run", flow, "--profile", profile, "--smoke",
              "--set", f"storage_root={storage}"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1700,
         )
         out.append({"flow": flow, "rc": done.returncode, "seconds": round(time.perf_counter() - start, 1),
                     "output": done.stdout + done.stderr})
@@ -70,13 +77,14 @@ def smoke_runs(prefect_harness, tmp_path_factory: pytest.TempPathFactory) -> dic
             unavailable[profile] = str(exc)
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "COLUMNS": "200"}
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), _children_cpu()
     runnable = {p: f for p, f in CHAINS.items() if p not in unavailable}
     with ThreadPoolExecutor(max_workers=len(runnable)) as pool:
         futures = {p: pool.submit(_run_chain, p, f, storage, env) for p, f in runnable.items()}
         results = {p: f.result() for p, f in futures.items()}
     timings = {p: [(r["flow"], r["seconds"]) for r in rs] for p, rs in results.items()}
-    print(f"smoke runs: {time.perf_counter() - start:.0f} s wall; {json.dumps(timings)}")
+    print(f"smoke runs: {time.perf_counter() - start:.0f} s wall, {_children_cpu() - cpu0:.0f} s CPU; "
+          f"{json.dumps(timings)}")
     return {"storage": storage, "results": results, "unavailable": unavailable}
 
 

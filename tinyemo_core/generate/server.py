@@ -15,6 +15,7 @@ import io
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -207,13 +208,17 @@ def launch_server(
         "--device",
         "cpu",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file, not a pipe: nobody reads a pipe while the server runs, and a full one (64 KiB of
+    # logged tracebacks) blocks the server in its logger, so every request then times out
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"generator server exited: {proc.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"generator server exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
                 if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
                     break
@@ -230,6 +235,7 @@ def launch_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -218,6 +218,20 @@ def openclip(out: Path, seed: int) -> dict:
     }
 
 
+#: llava-hf/llava-1.5-7b-hf's chat_template.json (``USER: <image>\n... ASSISTANT:``, no system text)
+LLAVA_15_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}{# Render all text next #}"
+    "{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
 def llava(out: Path, seed: int) -> dict:
     import torch
     from transformers import (
@@ -280,6 +294,7 @@ def llava(out: Path, seed: int) -> dict:
         patch_size=vision.patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
+        chat_template=LLAVA_15_CHAT_TEMPLATE,  # the released processor ships one (chat_template.json)
     ).save_pretrained(out)
     return {"scaled": "text 4096x32 -> 32x2, vision 1024x24 -> 32x3"}
 

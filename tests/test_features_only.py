@@ -141,6 +141,9 @@ def test_three_sources_train_and_evaluate_without_images(sources, prefect_harnes
 
     atlas = neuron_atlas(config=str(sources["config"]), profile="featonly")
     assert atlas["rows"] > 0 and atlas["grids"] == [] and atlas["selective"]
+    similar = CliRunner().invoke(app, ["explore", "similar", "joy", "--dataset", "e6_feat", "-k", "4",
+                                       "--config", str(sources["config"]), "--profile", "featonly"])
+    assert similar.exit_code == 0 and "grid:" not in similar.output, similar.output  # ids+labels, no grid
     ablation = neuron_ablation(config=str(sources["config"]), profile="featonly")
     assert ablation["baseline_accuracy"] > 0.5
     table3 = dataset_ablation(config=str(sources["config"]), profile="featonly",  # Table III grid, one row

@@ -28,6 +28,13 @@ def _stat(path: Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def _stamp(path: Path, cfg: RunConfig) -> tuple:
+    """flows.yaml, the backbone registry and the imported-datasets registry (``tinyemo import-features``)."""
+    from tinyemo_core.data.feature_sources import DATASETS_FILE
+
+    return _stat(path), _stat(registry_path(cfg.storage_root)), _stat(cfg.storage_root / DATASETS_FILE)
+
+
 def load_config_once(config: str | Path, profile: str, overrides: list[str] | None = None) -> RunConfig:
     """``load_config`` once per (file, profile, overrides) while neither file changes."""
     path = Path(config).resolve()
@@ -36,11 +43,11 @@ def load_config_once(config: str | Path, profile: str, overrides: list[str] | No
         hit = _configs.get(key)
     if hit is not None:
         stamp, cfg = hit
-        if stamp == (_stat(path), _stat(registry_path(cfg.storage_root))):
+        if stamp == _stamp(path, cfg):
             return cfg
     cfg = load_config(path, profile, list(overrides or []))
     with _lock:
-        _configs[key] = ((_stat(path), _stat(registry_path(cfg.storage_root))), cfg)
+        _configs[key] = (_stamp(path, cfg), cfg)
     return cfg
 
 

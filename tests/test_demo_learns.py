@@ -5,7 +5,8 @@ demo's own size (flows.yaml as shipped, only the store root moved), then on the 
   name the projector's label (the conditional model follows the label it is given);
 - evaluate-generated on the trained normal model, asked WITHOUT the conditional line, scores at least twice
   chance (it reads the label off the pixels);
-- a warm `tinyemo run full-pipeline` trains and generates nothing and prints the three numbers;
+- the end of the run prints the three numbers (that a warm rerun trains nothing is checked on the wiring-size
+  demo, same code path: tests/test_reasoning_flows.py);
 - `tinyemo reason <demo image>` prints a readable answer with the right label.
 
 A regression in the demo data, the grounded generator, the exports, the collator or loss masking, the trainer
@@ -23,10 +24,6 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _mtimes(root: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -68,21 +65,28 @@ def test_answers_without_the_label_beat_chance(demo_run) -> None:
     assert d["n"] >= 20 and d["accuracy"] >= 2 * chance, (d["accuracy"], chance)
 
 
-def test_warm_rerun_trains_nothing_and_prints_the_numbers(demo_run) -> None:
-    from typer.testing import CliRunner
+def test_the_end_of_the_demo_prints_the_three_numbers(demo_run) -> None:
+    from pipelines.cli import _print_result
+    from pipelines.cli.options import console
 
-    from pipelines.cli import app
+    _, result = demo_run
+    with console.capture() as captured:
+        _print_result(result)
+    text = " ".join(captured.get().split())
+    for needle in ("projector accuracy 60.0 %", "conditional reasoning agrees with it",
+                   "answers without the label", "chance 10.0 % = 1 of 10 labels"):
+        assert needle in text, text
 
-    config, result = demo_run
-    storage = config.parent / "storage"
-    before = {k: _mtimes(storage / k) for k in ("finetune", "generations", "reasoning", "answers")}
-    out = CliRunner().invoke(app, ["run", "full-pipeline", "--config", str(config), "--profile", "demo"])
-    assert out.exit_code == 0, out.output
-    assert {k: _mtimes(storage / k) for k in before} == before
-    text = " ".join(out.output.split())
-    for needle in ("projector accuracy", "conditional reasoning agrees", "answers without the label",
-                   "chance"):
-        assert needle in text, out.output
+
+def test_the_projector_half_is_unchanged_and_informative(demo_run) -> None:
+    """Same demo run name as before the second half changed (its fingerprint covers data and settings), and
+    every dataset clearly above chance and clearly below 100 % (demo version 2)."""
+    _, result = demo_run
+    assert Path(result["report_dir"]).parent.name == "demo-tiny-clip__minilm__40e174a0efde"
+    report = json.loads((Path(result["report_dir"]) / "report.json").read_text())
+    for name, row in report["summary"]["datasets"].items():
+        chance = 1 / len(report["datasets"][name]["candidates"])
+        assert 2 * chance < row["accuracy"] < 0.95, (name, row["accuracy"])
 
 
 def test_reason_cli_on_a_demo_image(demo_run) -> None:
@@ -94,8 +98,13 @@ def test_reason_cli_on_a_demo_image(demo_run) -> None:
     config, result = demo_run
     rows = pq.read_table(Path(result["reason"]["path"]) / "reasoning.parquet").to_pylist()
     right = next(r for r in rows if r["projector_label"] == r["true_label"])
-    out = CliRunner().invoke(app, ["reason", right["path"], "--config", str(config), "--json"])
+    # the issue's example: an image of another demo dataset (the label list is the reasoner's by default)
+    other = config.parent / "storage" / "demo_data" / "demo_emoroi" / "images" / "sadness" / "sadness_000.jpg"
+    out = CliRunner().invoke(app, ["reason", right["path"], str(other), "--config", str(config), "--json"])
     assert out.exit_code == 0, out.output
-    (row,) = json.loads(out.output[out.output.index("{"):])["rows"]
-    assert row["predicted_label"] == right["true_label"], row
-    assert check_emoreason(row["reasoning"]) is None and row["reasoning"].startswith("Reasoning: The image")
+    found = json.loads(out.output[out.output.index("{"):])["rows"]
+    assert len(found) == 2 and all(r["agree"] for r in found), found
+    assert right["true_label"] in {r["predicted_label"] for r in found}, found
+    for row in found:
+        assert check_emoreason(row["reasoning"]) is None, row
+        assert row["reasoning"].startswith("Reasoning: The image evokes"), row

@@ -166,6 +166,23 @@ def reground_command(
     console.print(f"Report: [bold]{result['markdown']}[/bold]")
 
 
+def _profile_reasoner(cfg) -> Path | None:
+    """The profile's own stage-2 model when its plan is complete (never Fig. 9's normal model, which is a
+    stage-2 model too and may be newer), else the newest finished one of the recipe."""
+    spec = cfg.spec.reasoning
+    if spec.patch_encoder is None and "finetune" in spec.stages:
+        from pipelines.flows.reasoning import export_source, plan_models
+        from tinyemo_core.store.finetune import model_dir
+
+        try:
+            planned = plan_models(cfg, spec, export_source(cfg)[0], None)["finetune"][1]
+        except (FileNotFoundError, ValueError):
+            planned = None
+        if planned is not None and planned.complete:
+            return model_dir(planned.path)
+    return latest_model(cfg.storage_root, spec.recipe)
+
+
 def reason_command(
     images: Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)")],
     run: Annotated[
@@ -186,7 +203,8 @@ def reason_command(
         ),
     ] = True,
     labels: Annotated[str | None, typer.Option(help="comma-separated label words")] = None,
-    taxonomy: Annotated[str | None, typer.Option(help="a taxonomy or dataset name")] = None,
+    taxonomy: Annotated[str | None, typer.Option(
+        help="a taxonomy or dataset name (default: the dataset the reasoner was trained on)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     config: ConfigOpt = Path("flows.yaml"),
     profile: ProfileOpt = "demo",
@@ -199,7 +217,11 @@ def reason_command(
         if cfg.spec.reasoning is None:
             raise ValueError(f"profiles.{profile}.reasoning is not set (docs/reasoning.md)")
         run_dir = core.resolve_run(run, cfg.storage_root)
-        model_dir = reasoner or latest_model(cfg.storage_root, cfg.spec.reasoning.recipe)
+        model_dir = reasoner or _profile_reasoner(cfg)
+        if labels is None and taxonomy is None:  # the label list the reasoner was trained with (its prompt)
+            from tinyemo_core.stages.reason import reasoning_dataset
+
+            taxonomy = reasoning_dataset(cfg)
         spec = cfg.spec.reasoning.reason.model_copy(update={"condition": condition})
         res = reason_images(images, cfg, run_dir, model_dir, spec, labels=labels, taxonomy=taxonomy)
     except (ConfigError, ValueError, FileNotFoundError) as exc:

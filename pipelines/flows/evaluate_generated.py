@@ -7,6 +7,7 @@ recomputed (the stage's plan hashes the model folder without loading it).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from prefect import flow, task
@@ -63,8 +64,9 @@ def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overri
     encoder = stage.scoring_encoder(spec, cfg.flows.encoders, cfg.encoder)
     planned = stage.plan(spec, manifests, cfg.roles, cfg.storage_root, encoder)
     device = spec.device if spec.resolved_backend() == "transformers" else "cpu"
+    tags = functools.partial(gpu_tags, device, cfg.flows.gpu.tag)  # asked only if a task runs
     desc = up_to_date(planned, GeneratedEvaluationStore(cfg.storage_root).read, evaluate_generated_task,
-                      scope=cfg.storage_root, tags=gpu_tags(device, cfg.flows.gpu.tag), spec=spec,
+                      scope=cfg.storage_root, tags=tags, spec=spec,
                       datasets=cfg.datasets, roles=cfg.roles, manifests=manifests,
                       storage_root=cfg.storage_root, encoder=encoder, stores=stores, plan=planned)
     report = read_report(Path(desc["report_dir"])) or {}
@@ -80,7 +82,7 @@ def evaluate_generated(config: str = "flows.yaml", profile: str = "demo", overri
             ep_spec = spec.model_copy(update={"model": str(folder), "every_epoch": False})
             ep_plan = stage.plan(ep_spec, manifests, cfg.roles, cfg.storage_root, encoder)
             ep = up_to_date(ep_plan, GeneratedEvaluationStore(cfg.storage_root).read, evaluate_generated_task,
-                            scope=cfg.storage_root, tags=gpu_tags(device, cfg.flows.gpu.tag), spec=ep_spec,
+                            scope=cfg.storage_root, tags=tags, spec=ep_spec,
                             datasets=cfg.datasets, roles=cfg.roles, manifests=manifests,
                             storage_root=cfg.storage_root, encoder=encoder, stores=stores, plan=ep_plan)
             report_ep = read_report(Path(ep["report_dir"])) or {}

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def finetune_stage_task(
 def ensure_finetune(cfg: RunConfig, spec, export_dir: Path, image_root: Path, sources,
                     chosen: list[str]) -> tuple[dict[str, dict], dict | None]:
     """Each chosen stage (then Fig. 9's normal model) up to date: (descriptors by stage, normal's)."""
-    store, tags = FinetuneStore(cfg.storage_root), gpu_tags("auto", cfg.flows.gpu.tag)
+    store, tags = FinetuneStore(cfg.storage_root), functools.partial(gpu_tags, "auto", cfg.flows.gpu.tag)
     plans = plan_models(cfg, spec, export_dir, sources)
 
     def bring(which: str, stage: str) -> dict:
@@ -277,7 +278,8 @@ def reason(
     manifest = Path(manifests[name]["manifest"])
     plan = reason_stage.plan_split(cfg, name, run_dir, model_dir, spec.reason, normal_dir, manifest)
     desc = up_to_date(plan, ReasoningStore(cfg.storage_root).read, reason_task, scope=cfg.storage_root,
-                      tags=gpu_tags("auto", cfg.flows.gpu.tag), cfg=cfg, dataset=name, run_dir=run_dir,
+                      tags=functools.partial(gpu_tags, "auto", cfg.flows.gpu.tag), cfg=cfg, dataset=name,
+                      run_dir=run_dir,
                       model_dir=model_dir, spec=spec.reason, plan=plan, manifest=manifest,
                       normal_dir=normal_dir)
     if desc.get("computed") and (text := reasoning_markdown(Path(desc["path"]))):

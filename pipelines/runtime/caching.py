@@ -47,14 +47,14 @@ def scoped(cfg: RunConfig | Path, fingerprint: str) -> str:
 
 
 def up_to_date(plan: StorePlan, read: Callable[[StorePlan], T | None], task, /, *, scope: Path,
-               tags: list[str] | None = None, **kwargs: Any) -> T:
+               tags: list[str] | Callable[[], list[str]] | None = None, **kwargs: Any) -> T:
     """Bring one stage up to date: complete -> ``read(plan)`` (no task runs); incomplete (or unreadable) ->
     ``task(key=<the plan's fingerprint scoped to the store root scope>, **kwargs)``, its Prefect cache
-    refreshed."""
+    refreshed. ``tags`` may be a callable, asked only when the task runs (GPU detection imports torch)."""
     if plan.complete and (desc := read(plan)) is not None:
         return desc
     options: dict[str, Any] = {"refresh_cache": True}
-    if tags:
+    if tags := (tags() if callable(tags) else tags):
         options["tags"] = tags
     return task.with_options(**options)(key=scoped(Path(scope), plan.fingerprint), **kwargs)
 

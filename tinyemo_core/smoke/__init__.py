@@ -152,6 +152,11 @@ def _optional(needed: bool, replace: Any, entry: dict[str, Any], *args: Any) -> 
 
 
 def _encoder(entry: dict[str, Any], name: str, models: _Models) -> dict[str, Any]:
+    if int(entry.get("num_workers") or 0) > 0:  # decode workers: how, not what (features are the same)
+        models.plan.replaced.append({"field": f"encoders.{name}.num_workers",
+                                     "original": str(entry["num_workers"]),
+                                     "stand_in": "0 (a few images: one decode thread, no worker processes)"})
+        entry = {**entry, "num_workers": 0}
     if entry.get("kind", "open_clip") == "open_clip":
         if entry.get("pretrained") is None:
             return entry  # seeded random init already: tiny or not, nothing to download

@@ -51,10 +51,17 @@ def load_config_once(config: str | Path, profile: str, overrides: list[str] | No
     return cfg
 
 
+_roots: dict[str, str] = {}  # flow-run id -> its root flow run's id (a subflow's costs API reads)
+
+
 def walk_once_per_flow_run() -> None:
     """Inside a flow run: memoise dataset listings for the rest of the root flow run (subflows included)."""
     from prefect.runtime import flow_run
 
-    run_id = flow_run.root_flow_run_id or flow_run.id
-    if run_id and walk_scope.get() != str(run_id):
-        walk_scope.set(str(run_id))
+    run_id = flow_run.id
+    if not run_id:
+        return
+    if (root := _roots.get(run_id)) is None:
+        root = _roots[run_id] = str(flow_run.root_flow_run_id or run_id)
+    if walk_scope.get() != root:
+        walk_scope.set(root)

@@ -23,6 +23,7 @@ from pipelines.cli.smoke import enter_smoke
 from pipelines.flows import flows
 from tinyemo_core.smoke import smoke_roots
 from tinyemo_core.stages.features_only import NeedsImages, check_flow
+from tinyemo_core.store.evaluations import read_report
 from tinyemo_core.store.inventory import inventory
 
 app = typer.Typer(
@@ -166,7 +167,6 @@ def _print_second_half(summary: dict, reasoned: dict, judged: dict | None) -> No
         lines.append(f"conditional reasoning agrees with it      {100 * reasoned.get('agree', 0) / n:5.1f} %"
                      f"  ({reasoned.get('agree')}/{n}; {reasoned.get('parsed')} with a Predicted Label)")
     from tinyemo_core.judge.metrics import NONE_COLUMN
-    from tinyemo_core.store.evaluations import read_report
 
     report = (read_report(Path(judged["report_dir"])) if judged and judged.get("report_dir") else None) or {}
     d = (report.get("summary", {}).get("datasets") or {}).get(name)

@@ -19,7 +19,8 @@ from pipelines.cli.options import fail as _fail
 from tinyemo_core.config import ConfigError, load_config
 from tinyemo_core.data.feature_sources import read_any
 from tinyemo_core.stages import predict as core
-from tinyemo_core.stages.reason import reason_images
+from tinyemo_core.stages.reason import reason_images, reasoning_dataset
+from tinyemo_core.store import finetune as finetune_store
 from tinyemo_core.store.finetune import latest_model
 
 
@@ -172,14 +173,13 @@ def _profile_reasoner(cfg) -> Path | None:
     spec = cfg.spec.reasoning
     if spec.patch_encoder is None and "finetune" in spec.stages:
         from pipelines.flows.reasoning import export_source, plan_models
-        from tinyemo_core.store.finetune import model_dir
 
         try:
             planned = plan_models(cfg, spec, export_source(cfg)[0], None)["finetune"][1]
         except (FileNotFoundError, ValueError):
             planned = None
         if planned is not None and planned.complete:
-            return model_dir(planned.path)
+            return finetune_store.model_dir(planned.path)
     return latest_model(cfg.storage_root, spec.recipe)
 
 
@@ -219,8 +219,6 @@ def reason_command(
         run_dir = core.resolve_run(run, cfg.storage_root)
         model_dir = reasoner or _profile_reasoner(cfg)
         if labels is None and taxonomy is None:  # the label list the reasoner was trained with (its prompt)
-            from tinyemo_core.stages.reason import reasoning_dataset
-
             taxonomy = reasoning_dataset(cfg)
         spec = cfg.spec.reasoning.reason.model_copy(update={"condition": condition})
         res = reason_images(images, cfg, run_dir, model_dir, spec, labels=labels, taxonomy=taxonomy)

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from tinyemo_core.config import RunConfig, load_config
+from tinyemo_core.data.feature_sources import DATASETS_FILE
 from tinyemo_core.store.backbones import registry_path
 from tinyemo_core.store.manifests import walk_scope
 
@@ -30,8 +31,6 @@ def _stat(path: Path) -> tuple[int, int] | None:
 
 def _stamp(path: Path, cfg: RunConfig) -> tuple:
     """flows.yaml, the backbone registry and the imported-datasets registry (``tinyemo import-features``)."""
-    from tinyemo_core.data.feature_sources import DATASETS_FILE
-
     return _stat(path), _stat(registry_path(cfg.storage_root)), _stat(cfg.storage_root / DATASETS_FILE)
 
 

@@ -68,7 +68,7 @@ def _reason_cli_against_two_servers(config: Path, model: Path, images: list[Path
         other.close()
 
 
-def test_full_pipeline_then_warm_rerun_and_reason_cli(tmp_path: Path, prefect_harness) -> None:
+def test_full_pipeline_then_warm_rerun_and_reason_cli(tmp_path: Path, prefect_harness, monkeypatch) -> None:
     from conftest import write_small_config
     from typer.testing import CliRunner
 
@@ -92,8 +92,17 @@ def test_full_pipeline_then_warm_rerun_and_reason_cli(tmp_path: Path, prefect_ha
     bodies = {"ingest_task", "train_task", "instructions_task", "finetune_stage_task", "reason_task"}
     assert bodies <= set(ran)
     before = _mtimes(storage)
-    again = full_pipeline(config=str(config), profile="demo")
+    import tinyemo_core.store.manifests as manifests_store
+    from pipelines.runtime import memo
+
+    walked, loads, walk, load = [], [], manifests_store._walk, memo.load_config
+    monkeypatch.setattr(manifests_store, "_walk", lambda root: walked.append(str(root)) or walk(root))
+    monkeypatch.setattr(memo, "load_config", lambda *a, **k: loads.append(a) or load(*a, **k))
+    edited = config.with_name("edited.yaml")  # a config not yet loaded in this process: loaded exactly once
+    edited.write_text(config.read_text())
+    again = full_pipeline(config=str(edited), profile="demo")
     assert dict(stage_bodies) == ran, {k: v - ran.get(k, 0) for k, v in stage_bodies.items()}
+    assert len(loads) == 1 and len(walked) == len(set(walked)) == 4  # each dataset tree walked once
     assert _mtimes(storage) == before
     assert not any(s["computed"] for s in again["finetune"]["stages"].values())
     assert again["finetune"]["model"] == first["finetune"]["model"] and again["run_dir"] == first["run_dir"]

@@ -38,14 +38,6 @@ def ingest_task(key: str, fingerprint: str, name: str, spec, storage_root: Path,
                          on_progress=progress)  # fmt: skip
 
 
-@task(name="extract-shard", **CACHED)
-@recorded
-def extract_shard_task(key: str, spec, store, plan, output: str = "pooled") -> dict:
-    with DeviceMonitor() as monitor:
-        info = features.extract_shard(spec, store, plan, output=output)
-    return {**info, **monitor.summary()}
-
-
 @task(name="extract-shards", persist_result=False)
 @recorded
 def extract_shards_task(spec, store, plans: list, output: str = "pooled") -> list[dict]:

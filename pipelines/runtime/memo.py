@@ -53,14 +53,20 @@ def load_config_once(config: str | Path, profile: str, overrides: list[str] | No
 _roots: dict[str, str] = {}  # flow-run id -> its root flow run's id (a subflow's costs API reads)
 
 
-def walk_once_per_flow_run() -> None:
-    """Inside a flow run: memoise dataset listings for the rest of the root flow run (subflows included)."""
+def _root_flow_run() -> str | None:
+    """The root flow run of the current flow run (subflows included); None outside a flow run."""
     from prefect.runtime import flow_run
 
     run_id = flow_run.id
     if not run_id:
-        return
+        return None
     if (root := _roots.get(run_id)) is None:
         root = _roots[run_id] = str(flow_run.root_flow_run_id or run_id)
-    if walk_scope.get() != root:
-        walk_scope.set(root)
+    return root
+
+
+def walk_once_per_flow_run() -> None:
+    """Inside a flow run: memoise dataset listings for the rest of the root flow run (subflows included).
+    The scope is asked on every listing, so after the flow run ends nothing is served from the memo."""
+    if walk_scope.get() is not _root_flow_run:
+        walk_scope.set(_root_flow_run)

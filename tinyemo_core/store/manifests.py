@@ -9,6 +9,7 @@ manifest without hashing a single image; a touched file makes a new manifest.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from tinyemo_core.store.atomic import read_json, write_json, write_parquet
 from tinyemo_core.store.kind import StoreKind, entry
 from tinyemo_core.store.plan import StorePlan
 
-#: the scope (e.g. a root flow-run id) within which a dataset tree is walked at most once; None: no memo
-walk_scope: ContextVar[str | None] = ContextVar("tinyemo_walk_scope", default=None)
+#: a function naming the scope (e.g. the current root flow-run id) within which a dataset tree is walked at
+#: most once; asked on every listing, so the memo ends with its scope (it returns None outside one)
+walk_scope: ContextVar[Callable[[], str | None] | None] = ContextVar("tinyemo_walk_scope", default=None)
 _walks: dict[tuple[str, str], str] = {}
 _MAX_WALKS = 4096
 
@@ -34,7 +36,8 @@ def listing_hash(root: Path) -> str:
     :data:`walk_scope` (one flow run walks each dataset tree once)."""
     if not root.exists():
         raise FileNotFoundError(f"dataset root {root} does not exist; check `root` in flows.yaml")
-    scope = walk_scope.get()
+    provider = walk_scope.get()
+    scope = provider() if provider is not None else None
     key = (scope or "", str(Path(root).resolve()))
     if scope is not None and key in _walks:
         return _walks[key]

@@ -52,10 +52,6 @@ PERSONS_SCHEMA = pa.schema([
 ])  # fmt: skip
 
 
-def _complete(folder: Path) -> bool:
-    return EmoticStore.summary(folder) is not None
-
-
 # --- persons + red boxes ----------------------------------------------------------------------------------
 def persons_fingerprint(manifest: Path, style: BoxStyle = BoxStyle()) -> str:
     """Manifest identity (its fingerprint covers the annotation files) + rows + box style + code versions."""
@@ -182,4 +178,3 @@ def export_persons(dataset: str, persons_dir: Path, storage_root: Path, plan: St
         "without_vad": dict(sorted(no_vad.items())), "prompts": {v: X.prompt(v) for v in X.VARIANTS},
     }  # fmt: skip
     return store.commit(plan, summary)
-

@@ -32,10 +32,6 @@ def read_regrounding(out_dir: Path) -> dict | None:
     return read_json(Path(out_dir) / REGROUNDING)
 
 
-def regrounding_complete(out_dir: Path) -> bool:
-    return (Path(out_dir) / REGROUNDING).exists()
-
-
 class ExperimentStore(StoreKind):
     """One folder per (experiment, inputs)."""
 

@@ -31,10 +31,6 @@ class InstructionsStore(StoreKind):
     def path(self, dataset: str) -> Path:
         return self.root / dataset
 
-    def export_file(self, export_dir: Path, name: str) -> Path:
-        """``<name>.json`` of an export folder (a fine-tuning stage's ``export``)."""
-        return Path(export_dir) / f"{name}.json"
-
     def plan(self, dataset: str, fingerprint: str) -> StorePlan:  # type: ignore[override]
         path = self.path(dataset)
         data = read_json(path / MARKER)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tinyemo_core.store.atomic import read_json, staged_dir, write_json, write_parquet, write_text
 from tinyemo_core.store.kind import StoreKind
@@ -65,11 +64,6 @@ class ReasoningStore(StoreKind):
             write_text(tmp / COMPARISON, comparison_md)
             write_json(tmp / RESULT, result)
         return {**result, "path": str(path), "cached": False, "computed": True}
-
-
-def reasoning_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a reasoning folder (``tinyemo reason`` prints them)."""
-    return pq.read_table(Path(path) / ROWS).to_pylist()
 
 
 def reasoning_markdown(path: Path) -> str:

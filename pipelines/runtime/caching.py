@@ -59,6 +59,13 @@ def up_to_date(plan: StorePlan, read: Callable[[StorePlan], T | None], task, /, 
     return task.with_options(**options)(key=scoped(Path(scope), plan.fingerprint), **kwargs)
 
 
+def count_stage_body(name: str) -> None:
+    """Count one stage body run (tests assert that a warm rerun runs none). A module-level function, so a
+    task shipped to a Dask or Ray worker pickles it by reference, never the lock."""
+    with _count_lock:
+        stage_bodies[name] += 1
+
+
 def recorded(fn: Callable) -> Callable:
     """Run a task body with its Prefect run identity recorded into every store it writes."""
 
@@ -66,8 +73,7 @@ def recorded(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from prefect.runtime import flow_run, task_run
 
-        with _count_lock:
-            stage_bodies[fn.__name__] += 1
+        count_stage_body(fn.__name__)
         with recorded_as(flow=flow_run.flow_name, flow_run=flow_run.name, flow_run_id=flow_run.id,
                          task_run=task_run.name):  # fmt: skip
             return fn(*args, **kwargs)

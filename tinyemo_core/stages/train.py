@@ -15,7 +15,7 @@ from tinyemo_core.store.features import FeatureStore
 from tinyemo_core.store.kind import write_provenance
 from tinyemo_core.store.labels import read_label_table
 from tinyemo_core.store.plan import StorePlan
-from tinyemo_core.store.runs import plan_run, read_metrics, run_complete
+from tinyemo_core.store.runs import plan_run, read_metrics, run_complete, run_summary
 
 
 def train_fingerprint(
@@ -66,7 +66,7 @@ def train(
     from tinyemo_core.projector.train import TrainData, train_projector
 
     if run_complete(out_dir):
-        return {"run_dir": str(out_dir), "computed": False, **_summary(read_metrics(out_dir))}
+        return {"run_dir": str(out_dir), "computed": False, **run_summary(read_metrics(out_dir))}
     table = read_label_table(Path(label_table))
     names = list(held_in)
     scratch = features_scratch(out_dir, [stores[n] for n in names], memory_cap_mb)
@@ -105,21 +105,9 @@ def train(
         "computed": True,
         "train_rows": len(ids),
         "features_memmap": scratch is not None,
-        **_summary(read_metrics(out_dir)),
+        **run_summary(read_metrics(out_dir)),
     }
 
 
 def _joint(scratch: Path | None, split: str) -> Path | None:
     return None if scratch is None else scratch / f"joint-{split}.npy"
-
-
-def _summary(metrics: dict | None) -> dict[str, Any]:
-    """The headline numbers of a run's metrics.json: best epoch, its val accuracy, epochs, samples/s."""
-    metrics = metrics or {}
-    epochs = metrics.get("epochs") or []
-    out = {k: metrics[k] for k in ("best_epoch", "best_val_acc") if isinstance(metrics.get(k), int | float)}
-    if epochs:
-        out["epochs"] = len(epochs)
-        out["samples_per_s"] = round(sum(e.get("samples_per_s", 0.0) for e in epochs) / len(epochs), 1)
-        out["final_train_loss"] = round(epochs[-1].get("train_loss", float("nan")), 4)
-    return out

@@ -175,13 +175,15 @@ def clip_hf(out: Path, seed: int) -> dict:
     return {"scaled": "vision 1024x24 -> 32x3, text 768x12 -> 32x3, projection 768->16"}
 
 
-def openclip(out: Path, seed: int) -> dict:
+def _openclip(out: Path, seed: int, family: str, name: str, scaled: str) -> dict:
+    """A tiny open_clip model keeping the released config's structure (quick_gelu, patch size, image
+    size, heads' width), saved as safetensors with its model config and preprocessing (open_clip's
+    local-file route)."""
     import open_clip
     import torch
     from safetensors.torch import save_file
 
-    f = RELEASED["openclip-vit-l-14"].config
-    name = "tinyemo-tiny-ViT-L-14"
+    f = RELEASED[family].config
     cfg = {
         "embed_dim": 16,
         "quick_gelu": f["quick_gelu"],
@@ -196,17 +198,9 @@ def openclip(out: Path, seed: int) -> dict:
     model = open_clip.create_model(name, pretrained=None)
     weights = out / "open_clip_model.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
+    preprocess = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD)}
     (out / "open_clip_config.json").write_text(
-        json.dumps(
-            {
-                "model_cfg": cfg,
-                "preprocess_cfg": {
-                    "mean": list(open_clip.OPENAI_DATASET_MEAN),
-                    "std": list(open_clip.OPENAI_DATASET_STD),
-                },
-            },
-            indent=2,
-        )
+        json.dumps({"model_cfg": cfg, "preprocess_cfg": preprocess}, indent=2)
     )
     return {
         "open_clip": {
@@ -214,8 +208,13 @@ def openclip(out: Path, seed: int) -> dict:
             "config_file": str(config_file.resolve()),
             "pretrained": str(weights.resolve()),
         },
-        "scaled": "vision 1024x24 -> 32x2, text 768x12 -> 32x1, embed 768->16",
+        "scaled": scaled,
     }
+
+
+def openclip(out: Path, seed: int) -> dict:
+    return _openclip(out, seed, "openclip-vit-l-14", "tinyemo-tiny-ViT-L-14",
+                     "vision 1024x24 -> 32x2, text 768x12 -> 32x1, embed 768->16")
 
 
 #: llava-hf/llava-1.5-7b-hf's chat_template.json (``USER: <image>\n... ASSISTANT:``, no system text)
@@ -382,32 +381,9 @@ def instructblip(out: Path, seed: int) -> dict:
 
 
 def openclip_b32(out: Path, seed: int) -> dict:
-    """Tiny open_clip ViT-B/32 (added by helper E, issue 20: CLIPScore's encoder), built like _openclip."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    f = RELEASED["openclip-vit-b-32"].config
-    name = "tinyemo-tiny-ViT-B-32"
-    cfg = {
-        "embed_dim": 16,
-        "quick_gelu": f["quick_gelu"],
-        "vision_cfg": f["vision_cfg"] | {"layers": 2, "width": 32, "head_width": 16},
-        "text_cfg": f["text_cfg"] | {"width": 32, "heads": 2, "layers": 1},
-    }
-    config_file = out / f"{name}.json"
-    config_file.write_text(json.dumps(cfg, indent=2))
-    if name not in open_clip.list_models():
-        open_clip.add_model_config(config_file)
-    torch.manual_seed(seed)
-    model = open_clip.create_model(name, pretrained=None)
-    weights = out / "open_clip_model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
-    return {
-        "open_clip": {"model": name, "config_file": str(config_file.resolve()),
-                      "pretrained": str(weights.resolve())},
-        "scaled": "vision 768x12 -> 32x2, text 512x12 -> 32x1, embed 512->16",
-    }
+    """Tiny open_clip ViT-B/32 (CLIPScore's encoder, issue 20)."""
+    return _openclip(out, seed, "openclip-vit-b-32", "tinyemo-tiny-ViT-B-32",
+                     "vision 768x12 -> 32x2, text 512x12 -> 32x1, embed 512->16")
 
 
 def blip2(out: Path, seed: int) -> dict:
